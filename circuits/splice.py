@@ -1,0 +1,144 @@
+"""Splice sparse dictionaries into a model's forward pass (Marks et al., 2024, section 2).
+
+At each spliced place the activation ``x`` is replaced by ``x_hat + err``:
+
+1. read ``x`` (for a transcoder, read its input place and the output ``y`` it reconstructs);
+2. ``features = encode(x)`` and ``error = x - decode(features)``, each made a leaf tensor that
+   requires grad, so ``d metric / d features`` and ``d metric / d error`` are read directly;
+3. write ``decode(features) + error`` back. The value equals ``x`` up to rounding.
+
+Two gradient modes:
+
+- default (``hold_fixed=False``): the written value also carries ``x - x.detach()``, a zero
+  that routes gradients straight through to ``x``, so upstream places receive the model's true
+  total gradient while ``features`` and ``error`` receive theirs;
+- ``hold_fixed=True``: the written value is built only from the two leaves, so nothing flows
+  through a spliced place: a gradient between two places follows direct paths only, with every
+  other spliced place held fixed (stop-gradient), as edge attribution needs. The features and
+  error as functions of upstream activations are kept as ``upstream_features``/``upstream_error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import nnsight
+import torch
+
+from dictionaries import Dictionary, DictionaryError
+
+from .adapters import ModelAdapter
+
+__all__ = ["SplicedPlace", "splice", "check_dictionaries", "read_place_of"]
+
+FeatureEdit = Callable[[str, torch.Tensor], torch.Tensor]
+"""``(place, features (batch, pos, d_sae)) -> features``: applied before decoding."""
+
+
+@dataclass
+class SplicedPlace:
+    """One spliced place after the forward pass. Shapes: ``(batch, pos, width)``."""
+
+    place: str
+    dictionary: Dictionary
+    input: torch.Tensor
+    """What the dictionary read, ``(B, T, d_in)``."""
+    features: torch.Tensor
+    """Leaf ``(B, T, d_sae)``; its gradient is ``d metric / d features``."""
+    error: torch.Tensor
+    """Leaf ``(B, T, d_out)``: what the dictionary does not reconstruct."""
+    output: torch.Tensor
+    """What replaced the activation, ``(B, T, d_out)``."""
+    upstream_features: torch.Tensor | None = None
+    """With ``hold_fixed``: ``encode(input)``, still attached to the upstream graph."""
+    upstream_error: torch.Tensor | None = None
+    """With ``hold_fixed``: the error, still attached to the upstream graph."""
+
+
+def read_place_of(place: str, dictionary: Dictionary) -> str:
+    """The place a dictionary spliced at ``place`` reads (its input place for a transcoder)."""
+    config = dictionary.config
+    return config.place if config.is_transcoder and config.place else place
+
+
+def check_dictionaries(adapter: ModelAdapter, dictionaries: Mapping[str, Dictionary]) -> None:
+    """Every key a valid place and every dictionary's widths matching its places."""
+    for place, dictionary in dictionaries.items():
+        adapter.parse(place)
+        source = read_place_of(place, dictionary)
+        adapter.parse(source)
+        if adapter.parse(source).order > adapter.parse(place).order:
+            raise DictionaryError(f"transcoder for {place} reads {source}, which comes after it")
+        for what, width, at in (("d_in", dictionary.d_in, source), ("d_out", dictionary.d_out, place)):
+            if width != adapter.width(at):
+                raise DictionaryError(
+                    f"dictionary for {place} has {what} {width}, but {at} of this "
+                    f"{adapter.model_type} model has width {adapter.width(at)}"
+                )
+
+
+def _splice_one(
+    place: str,
+    dictionary: Dictionary,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    hold_fixed: bool,
+    edit: FeatureEdit | None,
+) -> SplicedPlace:
+    """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d))."""
+    x_in = x.to(dictionary.dtype)
+    upstream_features = dictionary.encode(x_in)
+    skip = dictionary.skip_term(x_in)
+    x_hat = dictionary.decode(upstream_features) + (0 if skip is None else skip)
+    upstream_error = target.to(dictionary.dtype) - x_hat
+    features = upstream_features.detach().requires_grad_(True)
+    error = upstream_error.detach().requires_grad_(True)
+    used = features if edit is None else edit(place, features)
+    output = dictionary.decode(used) + error
+    if skip is not None:
+        output = output + (skip if hold_fixed else skip.detach())
+    output = output.to(target.dtype)
+    if not hold_fixed:
+        output = output + (target - target.detach())
+    return SplicedPlace(
+        place=place,
+        dictionary=dictionary,
+        input=x,
+        features=features,
+        error=error,
+        output=output,
+        upstream_features=upstream_features if hold_fixed else None,
+        upstream_error=upstream_error if hold_fixed else None,
+    )
+
+
+def splice(
+    adapter: ModelAdapter,
+    dictionaries: Mapping[str, Dictionary],
+    *,
+    hold_fixed: bool = False,
+    edit: FeatureEdit | None = None,
+) -> dict[str, SplicedPlace]:
+    """Splice ``dictionaries`` (place -> dictionary) into the running trace.
+
+    Call inside ``with model.trace(...)`` before touching any module after the first spliced
+    place (nnsight visits modules in forward order). Returns place -> ``SplicedPlace``, saved
+    so it is readable after the trace. ``edit`` may change features before they are decoded.
+    """
+    sources = {place: read_place_of(place, d) for place, d in dictionaries.items()}
+    inputs: dict[str, torch.Tensor] = {}
+    spliced: dict[str, SplicedPlace] = {}
+    for name in adapter.sort(set(sources) | set(sources.values())):
+        if name in sources.values() and name not in dictionaries:
+            inputs[name] = adapter.read(name)
+        if name in dictionaries:
+            target = adapter.read(name)
+            x = inputs.get(sources[name], target)
+            spliced[name] = _splice_one(
+                name, dictionaries[name], x, target, hold_fixed=hold_fixed, edit=edit
+            )
+            adapter.write(name, spliced[name].output)
+            inputs[name] = target
+    return nnsight.save(spliced)

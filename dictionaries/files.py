@@ -1,0 +1,58 @@
+"""Reading and writing files safely: atomic writes, and one clear error for a bad file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+__all__ = ["atomic_path", "write_text_atomic", "read_safetensors", "write_safetensors"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    A reader never sees a half-written file: either the old file (or none) or the whole new one.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata=None) -> Path:
+    tensors = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def read_safetensors(path: str | Path, error: type[Exception] = ValueError) -> dict[str, torch.Tensor]:
+    """Every tensor in a safetensors file; a missing, truncated or corrupt file raises ``error``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise error(f"{path}: not a readable safetensors file ({exc})") from None

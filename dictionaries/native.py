@@ -1,0 +1,73 @@
+"""The native format: a folder with ``config.json`` and ``weights.safetensors``.
+
+The weights use the names of ``Dictionary`` (``W_enc (d_in, d_sae)``, ``b_enc``,
+``W_dec (d_sae, d_out)``, ``b_dec``, plus each architecture's own: ``r_mag``, ``b_mag``,
+``threshold``, ``W_skip``); the config is ``DictionaryConfig`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .base import Dictionary, DictionaryConfig, DictionaryError, architecture_class, config_from_file
+from .files import read_safetensors, write_safetensors, write_text_atomic
+
+__all__ = ["save_native", "load_native", "from_state_dict", "is_native"]
+
+
+def is_native(directory: Path) -> bool:
+    return (directory / Dictionary.CONFIG_FILE).is_file() and (
+        directory / Dictionary.WEIGHTS_FILE
+    ).is_file()
+
+
+def save_native(dictionary: Dictionary, directory: str | Path) -> Path:
+    """Write the folder; each file lands atomically, weights first, config last."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(directory / Dictionary.WEIGHTS_FILE, dict(dictionary.state_dict()))
+    write_text_atomic(
+        directory / Dictionary.CONFIG_FILE, json.dumps(dictionary.config.to_json(), indent=2)
+    )
+    return directory
+
+
+def from_state_dict(
+    config: DictionaryConfig, state: dict[str, torch.Tensor], *, source: str
+) -> Dictionary:
+    """Build a dictionary of ``config.arch`` from named tensors, checking names, shapes, NaNs."""
+    dictionary = architecture_class(config.arch)(config)
+    expected = dictionary.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise DictionaryError(
+            f"{source}: weights do not match a {config.arch} dictionary "
+            f"(missing {missing}, unexpected {unexpected})"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise DictionaryError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, config says "
+                f"{tuple(expected[name].shape)} (d_in={config.d_in}, d_sae={config.d_sae})"
+            )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise DictionaryError(f"{source}: {name} contains NaN or infinite values")
+    dictionary.load_state_dict({name: t.to(torch.float32) for name, t in state.items()})
+    return dictionary
+
+
+def load_native(directory: Path) -> Dictionary:
+    config_path = directory / Dictionary.CONFIG_FILE
+    config = DictionaryConfig.from_json(config_from_file(config_path), source=str(config_path))
+    weights_path = directory / Dictionary.WEIGHTS_FILE
+    state = read_safetensors(weights_path, DictionaryError)
+    dictionary = from_state_dict(config, state, source=str(weights_path))
+    dtype = {t.dtype for t in state.values() if t.is_floating_point()}
+    # Dictionaries stored in bf16/fp16 (to keep the repository small) come back in that dtype.
+    if len(dtype) == 1:
+        dictionary = dictionary.to(dtype.pop())
+    return dictionary
