@@ -70,7 +70,10 @@ def check_dictionaries(adapter: ModelAdapter, dictionaries: Mapping[str, Diction
         adapter.parse(source)
         if adapter.parse(source).order > adapter.parse(place).order:
             raise DictionaryError(f"transcoder for {place} reads {source}, which comes after it")
-        for what, width, at in (("d_in", dictionary.d_in, source), ("d_out", dictionary.d_out, place)):
+        for what, width, at in (
+            ("d_in", dictionary.d_in, source),
+            ("d_out", dictionary.d_out, place),
+        ):
             if width != adapter.width(at):
                 raise DictionaryError(
                     f"dictionary for {place} has {what} {width}, but {at} of this "
@@ -89,14 +92,18 @@ def _splice_one(
 ) -> SplicedPlace:
     """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d))."""
     x_in = x.to(dictionary.dtype)
+    target_in = target.to(dictionary.dtype)
     upstream_features = dictionary.encode(x_in)
     skip = dictionary.skip_term(x_in)
-    x_hat = dictionary.decode(upstream_features) + (0 if skip is None else skip)
-    upstream_error = target.to(dictionary.dtype) - x_hat
+    if skip is not None:
+        target_in = target_in - skip  # what the sparse part and the error must add up to
     features = upstream_features.detach().requires_grad_(True)
-    error = upstream_error.detach().requires_grad_(True)
-    used = features if edit is None else edit(place, features)
-    output = dictionary.decode(used) + error
+    x_hat = dictionary.decode(features)
+    error = (target_in - x_hat).detach().requires_grad_(True)
+    upstream_error = target_in - dictionary.decode(upstream_features) if hold_fixed else None
+    if edit is not None:
+        x_hat = dictionary.decode(edit(place, features))
+    output = x_hat + error
     if skip is not None:
         output = output + (skip if hold_fixed else skip.detach())
     output = output.to(target.dtype)
@@ -110,7 +117,7 @@ def _splice_one(
         error=error,
         output=output,
         upstream_features=upstream_features if hold_fixed else None,
-        upstream_error=upstream_error if hold_fixed else None,
+        upstream_error=upstream_error,
     )
 
 

@@ -96,7 +96,9 @@ class DictionaryConfig:
                     f"{self.arch} needs 0 < k <= d_sae ({self.d_sae}), got k={self.k}"
                 )
         if self.center_input and self.d_out != self.d_in:
-            raise DictionaryError("center_input needs d_out == d_in (b_dec lives in the input space)")
+            raise DictionaryError(
+                "center_input needs d_out == d_in (b_dec lives in the input space)"
+            )
 
     @property
     def is_transcoder(self) -> bool:

@@ -47,7 +47,9 @@ def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metada
     return Path(path)
 
 
-def read_safetensors(path: str | Path, error: type[Exception] = ValueError) -> dict[str, torch.Tensor]:
+def read_safetensors(
+    path: str | Path, error: type[Exception] = ValueError
+) -> dict[str, torch.Tensor]:
     """Every tensor in a safetensors file; a missing, truncated or corrupt file raises ``error``."""
     path = Path(path)
     if not path.is_file():

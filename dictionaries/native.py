@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 
-from .base import Dictionary, DictionaryConfig, DictionaryError, architecture_class, config_from_file
+from .base import (
+    Dictionary,
+    DictionaryConfig,
+    DictionaryError,
+    architecture_class,
+    config_from_file,
+)
 from .files import read_safetensors, write_safetensors, write_text_atomic
 
 __all__ = ["save_native", "load_native", "from_state_dict", "is_native"]

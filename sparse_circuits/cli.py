@@ -55,9 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sparse dictionaries, sparse feature circuits and feature-level editing.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    info = sub.add_parser(
-        "info", help="print a model's architecture and place names as JSON"
-    )
+    info = sub.add_parser("info", help="print a model's architecture and place names as JSON")
     add_model_arguments(info)
     return parser
 

@@ -64,18 +64,24 @@ def test_jumprelu_by_hand():
     with torch.no_grad():
         dictionary.threshold.copy_(torch.tensor([2.5, 1.0, 1.0]))
     # feature 0 at 2.0 is under its threshold 2.5; feature 1 at 3.5 clears 1.0
-    torch.testing.assert_close(dictionary.encode(X), torch.tensor([[0.0, 0.0, 4.0], [0.0, 3.5, 2.0]]))
+    torch.testing.assert_close(
+        dictionary.encode(X), torch.tensor([[0.0, 0.0, 4.0], [0.0, 3.5, 2.0]])
+    )
 
 
 def test_batchtopk_by_hand():
     dictionary = hand_set(BatchTopKSAE, k=1)
     dictionary.train()
     # k * n_tokens = 2 largest entries of the whole batch: 4.0 and 3.5
-    torch.testing.assert_close(dictionary.encode(X), torch.tensor([[0.0, 0.0, 4.0], [0.0, 3.5, 0.0]]))
+    torch.testing.assert_close(
+        dictionary.encode(X), torch.tensor([[0.0, 0.0, 4.0], [0.0, 3.5, 0.0]])
+    )
     dictionary.eval()
     with torch.no_grad():
         dictionary.threshold.fill_(1.9)
-    torch.testing.assert_close(dictionary.encode(X), torch.tensor([[2.0, 0.0, 4.0], [0.0, 3.5, 2.0]]))
+    torch.testing.assert_close(
+        dictionary.encode(X), torch.tensor([[2.0, 0.0, 4.0], [0.0, 3.5, 2.0]])
+    )
 
 
 def test_gated_by_hand():
@@ -95,8 +101,14 @@ def test_gated_by_hand():
 def test_skip_transcoder_by_hand():
     tc = ReluSAE(  # any architecture can be a transcoder
         DictionaryConfig(
-            arch="relu", d_in=2, d_sae=3, d_out=2, center_input=False, skip=True,
-            place="mlp_in.0", writes="mlp.0",
+            arch="relu",
+            d_in=2,
+            d_sae=3,
+            d_out=2,
+            center_input=False,
+            skip=True,
+            place="mlp_in.0",
+            writes="mlp.0",
         )
     )
     with torch.no_grad():

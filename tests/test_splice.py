@@ -19,8 +19,14 @@ def mixed_dictionaries(adapter):
         dictionaries[place] = random_dictionary(arch, D_MODEL, 24, seed=i, place=place)
     for layer, skip in ((0, False), (1, True)):
         dictionaries[f"mlp.{layer}"] = random_dictionary(
-            "topk", D_MODEL, 24, seed=100 + layer, center_input=False, skip=skip,
-            place=f"mlp_in.{layer}", writes=f"mlp.{layer}",
+            "topk",
+            D_MODEL,
+            24,
+            seed=100 + layer,
+            center_input=False,
+            skip=skip,
+            place=f"mlp_in.{layer}",
+            writes=f"mlp.{layer}",
         )
     return dictionaries
 
@@ -37,7 +43,7 @@ def test_spliced_logits_equal_plain_logits(any_model):
             logits = model.output.logits.save()
     torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-5)
     # the dictionaries really ran: features are what the dictionary gives on the input
-    for place, sp in spliced.items():
+    for _place, sp in spliced.items():
         torch.testing.assert_close(sp.features, sp.dictionary.encode(sp.input))
         assert not torch.equal(sp.error, torch.zeros_like(sp.error))
 
@@ -45,8 +51,10 @@ def test_spliced_logits_equal_plain_logits(any_model):
 def test_gradients_reach_features_and_error(llama):
     model, adapter = llama
     ids = torch.randint(3, 20, (2, 6))
-    dictionaries = {p: random_dictionary("relu", D_MODEL, 24, seed=i) for i, p in
-                    enumerate(["resid.0", "mlp.1", "resid.1"])}
+    dictionaries = {
+        p: random_dictionary("relu", D_MODEL, 24, seed=i)
+        for i, p in enumerate(["resid.0", "mlp.1", "resid.1"])
+    }
     with model.trace(ids):
         spliced = splice(adapter, dictionaries)
         metric = model.output.logits[:, -1, 5].sum().save()
@@ -55,7 +63,7 @@ def test_gradients_reach_features_and_error(llama):
         outs = nnsight.save([adapter.read(p) for p in ("resid.0", "mlp.1", "resid.1")])
         plain_metric = model.output.logits[:, -1, 5].sum().save()
     grads = torch.autograd.grad(plain_metric, outs)
-    for (place, sp), grad in zip(spliced.items(), grads, strict=True):
+    for (_place, sp), grad in zip(spliced.items(), grads, strict=True):
         g_f, g_e = torch.autograd.grad(metric, [sp.features, sp.error], retain_graph=True)
         # d m / d error is the gradient at the place; d m / d features is W_dec @ that
         torch.testing.assert_close(g_e, grad, atol=1e-5, rtol=1e-4)

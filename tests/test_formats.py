@@ -1,0 +1,699 @@
+"""Readers for other projects' dictionary files.
+
+Each test writes files the way the source project writes them (its key names, shapes and config
+fields), computes that project's forward pass by hand from its own definition, and checks that
+``load_dictionary`` gives the same features and reconstruction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from dictionaries import DictionaryError, detect_format, load_dictionary
+
+D, S, TOL = 8, 16, 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape) * scale
+
+
+def inputs(width: int = D) -> torch.Tensor:
+    return randn(2, 5, width)
+
+
+def uniform(*shape: int, high: float = 1.0) -> torch.Tensor:
+    return torch.rand(*shape) * high
+
+
+def dense_topk(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest entries of the last axis, zero elsewhere (no sign change)."""
+    top = values.topk(k, dim=-1)
+    return torch.zeros_like(values).scatter(-1, top.indices, top.values)
+
+
+def check(path: Path, fmt: str, x: torch.Tensor, features: torch.Tensor, x_hat: torch.Tensor):
+    assert detect_format(path) == fmt
+    dictionary = load_dictionary(path)
+    assert dictionary.config.source_format == fmt
+    with torch.no_grad():
+        out = dictionary(x)
+        encoded = dictionary.encode(x)
+    torch.testing.assert_close(encoded, features, atol=TOL, rtol=0)
+    torch.testing.assert_close(out.features, features, atol=TOL, rtol=0)
+    torch.testing.assert_close(out.x_hat, x_hat, atol=TOL, rtol=0)
+    assert (features != 0).any() and (features == 0).any()  # the test exercises sparsity
+    return dictionary
+
+
+def raises_naming(path: Path, name: str):
+    with pytest.raises(DictionaryError) as info:
+        load_dictionary(path)
+    assert name in str(info.value)
+    return info
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=4))
+
+
+# --- saprmarks/dictionary_learning -------------------------------------------------------------
+
+
+def dl_folder(tmp_path: Path, state: dict, trainer: dict | None, name: str = "ae") -> Path:
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "ae.pt")
+    if trainer is not None:
+        buffer = {"d_submodule": D, "io": "out", "n_ctxs": 30000, "ctx_len": 128}
+        write_json(folder / "config.json", {"trainer": trainer, "buffer": buffer})
+    return folder
+
+
+def dl_trainer(dict_class: str, **extra) -> dict:
+    return {
+        "trainer_class": "Trainer",
+        "dict_class": dict_class,
+        "activation_dim": D,
+        "dict_size": S,
+        "lr": 3e-4,
+        "seed": 0,
+        "device": "cpu",
+        "layer": 3,
+        "lm_name": "EleutherAI/pythia-70m-deduped",
+        "wandb_name": "run",
+        "submodule_name": "resid_post_layer_3",
+        **extra,
+    }
+
+
+def test_dictionary_learning_autoencoder(tmp_path):
+    bias, enc_w, enc_b, dec_w = randn(D, scale=0.3), randn(S, D), randn(S, scale=0.3), randn(D, S)
+    state = {"bias": bias, "encoder.weight": enc_w, "encoder.bias": enc_b, "decoder.weight": dec_w}
+    folder = dl_folder(tmp_path, state, dl_trainer("AutoEncoder"))
+    x = inputs()
+    f = F.relu(F.linear(x - bias, enc_w, enc_b))  # AutoEncoder.encode
+    x_hat = F.linear(f, dec_w) + bias  # AutoEncoder.decode
+    dictionary = check(folder, "dictionary_learning", x, f, x_hat)
+    assert dictionary.arch == "relu" and dictionary.config.center_input
+    assert dictionary.config.place == "resid.3"
+    assert dictionary.config.model == "EleutherAI/pythia-70m-deduped"
+
+
+def test_dictionary_learning_autoencoder_new(tmp_path):
+    enc_w, enc_b, dec_w, dec_b = randn(S, D), randn(S, scale=0.3), randn(D, S), randn(D)
+    state = {
+        "encoder.weight": enc_w,
+        "encoder.bias": enc_b,
+        "decoder.weight": dec_w,
+        "decoder.bias": dec_b,
+    }
+    folder = dl_folder(tmp_path, state, dl_trainer("AutoEncoderNew", submodule_name="mlp_out_2"))
+    x = inputs()
+    f = F.relu(F.linear(x, enc_w, enc_b))
+    dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w, dec_b))
+    assert not dictionary.config.center_input and dictionary.config.place == "mlp.2"
+
+
+def test_dictionary_learning_gated(tmp_path):
+    dec_bias, enc_w, dec_w = randn(D, scale=0.3), randn(S, D), randn(D, S)
+    r_mag, gate_bias, mag_bias = randn(S, scale=0.5), randn(S, scale=0.5), randn(S, scale=0.5)
+    state = {
+        "decoder_bias": dec_bias,
+        "encoder.weight": enc_w,
+        "r_mag": r_mag,
+        "gate_bias": gate_bias,
+        "mag_bias": mag_bias,
+        "decoder.weight": dec_w,
+    }
+    folder = dl_folder(tmp_path, state, dl_trainer("GatedAutoEncoder", submodule_name="attn_out_1"))
+    x = inputs()
+    x_enc = F.linear(x - dec_bias, enc_w)  # GatedAutoEncoder.encode
+    f = ((x_enc + gate_bias) > 0).float() * F.relu(r_mag.exp() * x_enc + mag_bias)
+    dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w) + dec_bias)
+    assert dictionary.arch == "gated" and dictionary.config.place == "attn.1"
+
+
+def test_dictionary_learning_jumprelu(tmp_path):
+    W_enc, b_enc, W_dec, b_dec = randn(D, S), randn(S, scale=0.3), randn(S, D), randn(D)
+    threshold = uniform(S)
+    state = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec, "threshold": threshold}
+    folder = dl_folder(tmp_path, state, dl_trainer("JumpReluAutoEncoder", submodule_name="embed"))
+    x = inputs()
+    pre = x @ W_enc + b_enc  # apply_b_dec_to_input is False
+    f = F.relu(pre * (pre > threshold))
+    dictionary = check(folder, "dictionary_learning", x, f, f @ W_dec + b_dec)
+    assert dictionary.arch == "jumprelu" and not dictionary.config.center_input
+    assert dictionary.config.place == "embed"
+
+
+def test_dictionary_learning_topk_ignores_threshold(tmp_path):
+    k = 3
+    enc_w, enc_b, dec_w, b_dec = randn(S, D), randn(S, scale=0.3), randn(D, S), randn(D, scale=0.3)
+    state = {
+        "k": torch.tensor(k, dtype=torch.int),
+        "threshold": torch.tensor(1.5),  # a trained threshold, unused by encode() by default
+        "decoder.weight": dec_w,
+        "encoder.weight": enc_w,
+        "encoder.bias": enc_b,
+        "b_dec": b_dec,
+    }
+    folder = dl_folder(tmp_path, state, dl_trainer("AutoEncoderTopK", k=k))
+    x = inputs()
+    post_relu = F.relu(F.linear(x - b_dec, enc_w, enc_b))
+    f = dense_topk(post_relu, k)
+    dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w) + b_dec)
+    assert dictionary.arch == "topk" and dictionary.config.k == k
+
+
+def test_dictionary_learning_batchtopk_uses_threshold(tmp_path):
+    enc_w, enc_b, dec_w, b_dec = randn(S, D), randn(S, scale=0.3), randn(D, S), randn(D, scale=0.3)
+    threshold = torch.tensor(0.8)
+    state = {
+        "k": torch.tensor(4, dtype=torch.int),
+        "threshold": threshold,
+        "decoder.weight": dec_w,
+        "encoder.weight": enc_w,
+        "encoder.bias": enc_b,
+        "b_dec": b_dec,
+    }
+    folder = dl_folder(tmp_path, state, dl_trainer("BatchTopKSAE", k=4))
+    x = inputs()
+    post_relu = F.relu(F.linear(x - b_dec, enc_w, enc_b))
+    f = post_relu * (post_relu > threshold)  # encode(use_threshold=True), the default
+    dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w) + b_dec)
+    assert dictionary.arch == "batchtopk"
+
+
+def test_dictionary_learning_matryoshka(tmp_path):
+    W_enc, b_enc, W_dec, b_dec = randn(D, S), randn(S, scale=0.3), randn(S, D), randn(D, scale=0.3)
+    threshold = torch.tensor(0.5)
+    state = {
+        "k": torch.tensor(4, dtype=torch.int),
+        "threshold": threshold,
+        "group_sizes": torch.tensor([4, 12]),
+        "W_enc": W_enc,
+        "b_enc": b_enc,
+        "W_dec": W_dec,
+        "b_dec": b_dec,
+    }
+    folder = dl_folder(tmp_path, state, dl_trainer("MatryoshkaBatchTopKSAE", k=4))
+    x = inputs()
+    post_relu = F.relu((x - b_dec) @ W_enc + b_enc)
+    f = post_relu * (post_relu > threshold)
+    check(folder, "dictionary_learning", x, f, f @ W_dec + b_dec)
+
+
+def test_dictionary_learning_old_feature_circuits_layout(tmp_path):
+    """The Pythia dictionaries: no dict_class, a 'dictionary' config block, place in the path."""
+    bias, enc_w, enc_b, dec_w = randn(D, scale=0.3), randn(S, D), randn(S, scale=0.3), randn(D, S)
+    state = {"bias": bias, "encoder.weight": enc_w, "encoder.bias": enc_b, "decoder.weight": dec_w}
+    folder = tmp_path / "pythia-70m-deduped" / "resid_out_layer3" / "10_32768"
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "ae.pt")
+    config = {
+        "dictionary": {"activation_dim": D, "dict_size": S, "lr": 1e-4, "l1_penalty": 1e-3},
+        "buffer": {"d_submodule": D, "io": "out", "n_ctxs": 10000, "ctx_len": 128},
+    }
+    write_json(folder / "config.json", config)
+    x = inputs()
+    f = F.relu(F.linear(x - bias, enc_w, enc_b))
+    dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w) + bias)
+    assert dictionary.config.place == "resid.3" and dictionary.config.model is None
+
+    bare = tmp_path / "mlp_out_layer2" / "5_32768"  # ae.pt only, no config.json
+    bare.mkdir(parents=True)
+    torch.save(state, bare / "ae.pt")
+    assert check(bare, "dictionary_learning", x, f, F.linear(f, dec_w) + bias).config.place == (
+        "mlp.2"
+    )
+
+
+class NotWeights:
+    """An arbitrary object: a weights-only load must refuse to unpickle it."""
+
+
+def test_dictionary_learning_bad_files(tmp_path):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "ae.pt").write_bytes(b"this is not a torch file")
+    raises_naming(folder, "ae.pt")
+
+    good = {"bias": randn(D), "encoder.weight": randn(S, D), "encoder.bias": randn(S)}
+    missing = dl_folder(tmp_path, good, dl_trainer("AutoEncoder"), name="missing")
+    info = raises_naming(missing, "ae.pt")
+    assert "decoder.weight" in str(info.value)
+
+    shape = dict(good, **{"decoder.weight": randn(D + 1, S)})
+    raises_naming(dl_folder(tmp_path, shape, dl_trainer("AutoEncoder"), name="shape"), "ae.pt")
+
+    pickled = dl_folder(tmp_path, {**good, "x": NotWeights()}, None, name="pickled")
+    raises_naming(pickled, "ae.pt")
+
+    no_threshold = {
+        "encoder.weight": randn(S, D),
+        "encoder.bias": randn(S),
+        "decoder.weight": randn(D, S),
+        "b_dec": randn(D),
+    }
+    old = dl_folder(tmp_path, no_threshold, dl_trainer("BatchTopKSAE", k=4), name="old_batchtopk")
+    raises_naming(old, "ae.pt")
+
+    unknown = dl_folder(tmp_path, good, dl_trainer("CrossCoder"), name="unknown")
+    raises_naming(unknown, "ae.pt")
+
+
+# --- SAELens -------------------------------------------------------------------------------------
+
+
+def saelens_folder(tmp_path: Path, state: dict, cfg: dict, name: str = "sae") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    save_file(state, str(folder / "sae_weights.safetensors"))
+    write_json(folder / "cfg.json", cfg)
+    return folder
+
+
+def saelens_cfg(architecture: str, hook_name: str, **extra) -> dict:
+    """A SAELens 6 ``cfg.json`` (``SAEConfig.to_dict``)."""
+    return {
+        "d_in": D,
+        "d_sae": S,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "model_name": "gpt2",
+            "hook_name": hook_name,
+            "hook_head_index": None,
+            "prepend_bos": True,
+            "context_size": 128,
+            "sae_lens_version": "6.5.0",
+            "sae_lens_training_version": "6.5.0",
+        },
+        "architecture": architecture,
+        **extra,
+    }
+
+
+def standard_weights() -> dict:
+    return {
+        "W_enc": randn(D, S),
+        "W_dec": randn(S, D),
+        "b_enc": randn(S, scale=0.3),
+        "b_dec": randn(D, scale=0.3),
+    }
+
+
+def test_saelens_standard(tmp_path):
+    w = standard_weights()
+    folder = saelens_folder(tmp_path, w, saelens_cfg("standard", "blocks.3.hook_resid_pre"))
+    x = inputs()
+    f = F.relu((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"])
+    dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
+    assert dictionary.config.place == "resid.2" and dictionary.config.model == "gpt2"
+
+
+def test_saelens_pre_6_config_without_b_dec_and_with_scaling_factor(tmp_path):
+    w = standard_weights()
+    scale = uniform(S, high=2.0) + 0.5
+    cfg = {  # SAELens 3.x-5.x: flat config, no architecture, hook_point spelling
+        "d_in": D,
+        "d_sae": S,
+        "dtype": "float32",
+        "device": "cpu",
+        "model_name": "gpt2",
+        "hook_point": "blocks.0.hook_resid_pre",
+        "hook_point_layer": 0,
+        "hook_point_head_index": None,
+        "activation_fn_str": "relu",
+        "apply_b_dec_to_input": False,
+        "finetuning_scaling_factor": True,
+        "normalize_activations": False,
+        "context_size": 128,
+    }
+    folder = saelens_folder(tmp_path, {**w, "scaling_factor": scale}, cfg)
+    x = inputs()
+    f = F.relu(x @ w["W_enc"] + w["b_enc"])
+    x_hat = (f * scale) @ w["W_dec"] + w["b_dec"]  # apply_finetuning_scaling_factor in decode
+    dictionary = check(folder, "saelens", x, f, x_hat)
+    assert not dictionary.config.center_input and dictionary.config.place == "embed"
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_saelens_jumprelu(tmp_path, log):
+    w = standard_weights()
+    threshold = uniform(S) + 0.05
+    key, value = ("log_threshold", threshold.log()) if log else ("threshold", threshold)
+    cfg = saelens_cfg("jumprelu", "blocks.5.hook_mlp_out", apply_b_dec_to_input=False)
+    folder = saelens_folder(tmp_path, {**w, key: value}, cfg)
+    x = inputs()
+    pre = x @ w["W_enc"] + w["b_enc"]
+    f = F.relu(pre) * (pre > threshold)
+    dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
+    assert dictionary.arch == "jumprelu" and dictionary.config.place == "mlp.5"
+
+
+def test_saelens_gated(tmp_path):
+    w = standard_weights()
+    del w["b_enc"]
+    gate = {"b_gate": randn(S, scale=0.5), "r_mag": randn(S, scale=0.5), "b_mag": randn(S)}
+    folder = saelens_folder(tmp_path, {**w, **gate}, saelens_cfg("gated", "blocks.2.hook_attn_out"))
+    x = inputs()
+    sae_in = x - w["b_dec"]
+    active = (sae_in @ w["W_enc"] + gate["b_gate"] > 0).float()
+    f = active * F.relu(sae_in @ (w["W_enc"] * gate["r_mag"].exp()) + gate["b_mag"])
+    dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
+    assert dictionary.arch == "gated" and dictionary.config.place == "attn.2"
+
+
+def test_saelens_topk_rescaled_by_decoder_norm(tmp_path):
+    w = standard_weights()
+    w["W_dec"] = w["W_dec"] * (uniform(S, 1) * 3 + 0.2)  # rows far from unit norm
+    cfg = saelens_cfg("topk", "blocks.1.hook_resid_post", k=3, rescale_acts_by_decoder_norm=True)
+    folder = saelens_folder(tmp_path, w, cfg)
+    x = inputs()
+    norms = w["W_dec"].norm(dim=-1)
+    hidden_pre = ((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]) * norms
+    f = F.relu(dense_topk(hidden_pre, 3))
+    x_hat = (f * (1 / norms)) @ w["W_dec"] + w["b_dec"]
+    dictionary = check(folder, "saelens", x, f, x_hat)
+    assert dictionary.arch == "topk" and dictionary.config.k == 3
+
+
+def test_saelens_pre_6_topk_activation(tmp_path):
+    w = standard_weights()
+    cfg = {
+        "architecture": "standard",
+        "d_in": D,
+        "d_sae": S,
+        "hook_name": "blocks.4.hook_resid_post",
+        "model_name": "pythia-70m",
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 4},
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+    }
+    folder = saelens_folder(tmp_path, w, cfg)
+    x = inputs()
+    f = F.relu(dense_topk((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 4))
+    dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
+    assert dictionary.config.k == 4 and dictionary.config.place == "resid.4"
+
+
+def test_saelens_skip_transcoder(tmp_path):
+    d_out = 6
+    w = {
+        "W_enc": randn(D, S),
+        "W_dec": randn(S, d_out),
+        "b_enc": randn(S, scale=0.3),
+        "b_dec": randn(d_out),
+        "W_skip": randn(d_out, D, scale=0.3),
+    }
+    cfg = saelens_cfg("skip_transcoder", "blocks.1.ln2.hook_normalized", apply_b_dec_to_input=False)
+    cfg["d_out"] = d_out
+    cfg["metadata"]["hook_name_out"] = "blocks.1.hook_mlp_out"
+    folder = saelens_folder(tmp_path, w, cfg)
+    x = inputs()
+    f = F.relu(x @ w["W_enc"] + w["b_enc"])
+    x_hat = f @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T  # SkipTranscoder.forward
+    dictionary = check(folder, "saelens", x, f, x_hat)
+    assert dictionary.config.place == "mlp_in.1" and dictionary.config.writes == "mlp.1"
+    assert dictionary.config.is_transcoder and dictionary.d_out == d_out
+
+
+def test_saelens_bad_files(tmp_path):
+    w = standard_weights()
+    cfg = saelens_cfg("standard", "blocks.0.hook_resid_post")
+    norm = saelens_folder(
+        tmp_path, w, {**cfg, "normalize_activations": "constant_norm_rescale"}, "norm"
+    )
+    raises_naming(norm, "cfg.json")
+    expected = saelens_folder(
+        tmp_path, w, {**cfg, "normalize_activations": "expected_average_only_in"}, "expected"
+    )
+    raises_naming(expected, "cfg.json")
+
+    missing = saelens_folder(tmp_path, {k: v for k, v in w.items() if k != "W_dec"}, cfg, "missing")
+    raises_naming(missing, "sae_weights.safetensors")
+
+    transposed = saelens_folder(tmp_path, {**w, "W_enc": w["W_enc"].T.contiguous()}, cfg, "shape")
+    raises_naming(transposed, "sae_weights.safetensors")
+
+    corrupt = saelens_folder(tmp_path, w, cfg, "corrupt")
+    (corrupt / "sae_weights.safetensors").write_bytes(b"\x00" * 20)
+    raises_naming(corrupt, "sae_weights.safetensors")
+
+    unknown = saelens_folder(tmp_path, w, saelens_cfg("batchtopk", "blocks.0.hook_resid_post"), "b")
+    raises_naming(unknown, "cfg.json")
+
+
+# --- Gemma Scope ---------------------------------------------------------------------------------
+
+
+def gemma_scope_params() -> dict[str, np.ndarray]:
+    return {
+        "W_enc": randn(D, S).numpy(),
+        "W_dec": randn(S, D).numpy(),
+        "b_enc": randn(S, scale=0.3).numpy(),
+        "b_dec": randn(D).numpy(),
+        "threshold": uniform(S).numpy(),
+    }
+
+
+def gemma_scope_expected(params: dict[str, np.ndarray], x: torch.Tensor):
+    p = {k: torch.from_numpy(v) for k, v in params.items()}
+    pre = x @ p["W_enc"] + p["b_enc"]
+    f = (pre > p["threshold"]).float() * F.relu(pre)  # JumpReLUSAE.encode
+    return f, f @ p["W_dec"] + p["b_dec"]
+
+
+def test_gemma_scope(tmp_path):
+    folder = tmp_path / "gemma-scope-2b-pt-res" / "layer_4" / "width_16k" / "average_l0_20"
+    folder.mkdir(parents=True)
+    params = gemma_scope_params()
+    np.savez(folder / "params.npz", **params)
+    x = inputs()
+    f, x_hat = gemma_scope_expected(params, x)
+    dictionary = check(folder, "gemma_scope", x, f, x_hat)
+    assert dictionary.arch == "jumprelu" and not dictionary.config.center_input
+    assert dictionary.config.place == "resid.4" and dictionary.config.model == "google/gemma-2-2b"
+    assert check(folder / "params.npz", "gemma_scope", x, f, x_hat).config.place == "resid.4"
+
+
+def test_gemma_scope_transcoder_and_unknown_path(tmp_path):
+    folder = tmp_path / "gemma-scope-2b-pt-transcoders" / "layer_7" / "width_16k" / "l0_50"
+    folder.mkdir(parents=True)
+    params = gemma_scope_params()
+    np.savez(folder / "params.npz", **params)
+    x = inputs()
+    f, x_hat = gemma_scope_expected(params, x)
+    config = check(folder, "gemma_scope", x, f, x_hat).config
+    assert (config.place, config.writes) == ("mlp_in.7", "mlp.7")
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    np.savez_compressed(plain / "params.npz", **params)
+    config = check(plain, "gemma_scope", x, f, x_hat).config
+    assert config.place is None and config.model is None
+
+
+def test_gemma_scope_bad_files(tmp_path):
+    params = gemma_scope_params()
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    np.savez(missing / "params.npz", **{k: v for k, v in params.items() if k != "threshold"})
+    raises_naming(missing, "params.npz")
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "params.npz").write_bytes(b"PK\x03\x04 truncated")
+    raises_naming(corrupt, "params.npz")
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    np.savez(pickled / "params.npz", **params, extra=np.array([{"a": 1}], dtype=object))
+    raises_naming(pickled, "params.npz")
+
+    shape = tmp_path / "shape"
+    shape.mkdir()
+    np.savez(shape / "params.npz", **{**params, "W_dec": params["W_dec"].T})
+    raises_naming(shape, "params.npz")
+
+
+# --- EleutherAI sparsify -------------------------------------------------------------------------
+
+
+def sparsify_folder(tmp_path: Path, name: str, state: dict, cfg: dict) -> Path:
+    folder = tmp_path / "checkpoints" / name
+    folder.mkdir(parents=True)
+    save_file(state, str(folder / "sae.safetensors"))
+    write_json(folder / "cfg.json", cfg)
+    return folder
+
+
+def sparsify_cfg(**extra) -> dict:
+    """``SparseCoderConfig.to_dict()`` plus ``d_in``, as ``save_to_disk`` writes it."""
+    return {
+        "activation": "topk",
+        "expansion_factor": 2,
+        "normalize_decoder": True,
+        "num_latents": 0,
+        "k": 4,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": D,
+        **extra,
+    }
+
+
+def sparsify_weights() -> dict:
+    return {
+        "encoder.weight": randn(S, D),
+        "encoder.bias": randn(S, scale=0.3),
+        "W_dec": randn(S, D),
+        "b_dec": randn(D, scale=0.3),
+    }
+
+
+def sparsify_forward(w: dict, x: torch.Tensor, k: int, transcode: bool):
+    """``SparseCoder.encode`` (fused_encoder: relu then top-k) and ``decode`` (+ ``W_skip``)."""
+    sae_in = x if transcode else x - w["b_dec"]
+    pre_acts = F.relu(F.linear(sae_in, w["encoder.weight"], w["encoder.bias"]))
+    top = pre_acts.topk(k, dim=-1, sorted=False)
+    f = torch.zeros_like(pre_acts).scatter(-1, top.indices, top.values)
+    out = (top.values.unsqueeze(-1) * w["W_dec"][top.indices]).sum(-2) + w["b_dec"]
+    if "W_skip" in w:
+        out = out + x @ w["W_skip"].mT
+    return f, out
+
+
+def test_sparsify_sae(tmp_path):
+    w = sparsify_weights()
+    folder = sparsify_folder(tmp_path, "layers.3", w, sparsify_cfg())
+    x = inputs()
+    f, x_hat = sparsify_forward(w, x, 4, transcode=False)
+    dictionary = check(folder, "sparsify", x, f, x_hat)
+    assert dictionary.arch == "topk" and dictionary.config.center_input
+    assert dictionary.config.place == "resid.3" and dictionary.d_sae == S
+
+    mlp = sparsify_folder(tmp_path, "gpt_neox.layers.1.mlp", w, sparsify_cfg(num_latents=S))
+    assert check(mlp, "sparsify", x, f, x_hat).config.place == "mlp.1"
+
+
+def test_sparsify_skip_transcoder(tmp_path):
+    w = {**sparsify_weights(), "W_skip": randn(D, D, scale=0.3)}
+    cfg = sparsify_cfg(num_latents=S, k=3, transcode=True, skip_connection=True)
+    del cfg["d_in"]  # taken from the weights
+    folder = sparsify_folder(tmp_path, "layers.2.mlp", w, cfg)
+    x = inputs()
+    f, x_hat = sparsify_forward(w, x, 3, transcode=True)
+    dictionary = check(folder, "sparsify", x, f, x_hat)
+    assert not dictionary.config.center_input and dictionary.config.skip
+    assert (dictionary.config.place, dictionary.config.writes) == ("mlp_in.2", "mlp.2")
+
+
+def test_sparsify_bad_files(tmp_path):
+    w = sparsify_weights()
+    groupmax = sparsify_folder(tmp_path, "groupmax", w, sparsify_cfg(activation="groupmax"))
+    raises_naming(groupmax, "cfg.json")
+
+    missing = {k: v for k, v in w.items() if k != "W_dec"}
+    raises_naming(sparsify_folder(tmp_path, "missing", missing, sparsify_cfg()), "sae.safetensors")
+
+    wrong = sparsify_folder(tmp_path, "wrong", w, sparsify_cfg(num_latents=S + 4))
+    raises_naming(wrong, "sae.safetensors")
+
+    skip = sparsify_folder(tmp_path, "skip", w, sparsify_cfg(skip_connection=True))
+    raises_naming(skip, "sae.safetensors")
+
+
+# --- circuit-tracer ------------------------------------------------------------------------------
+
+
+def tracer_weights(threshold: bool = True, skip: bool = True) -> dict:
+    state = {
+        "W_enc": randn(S, D),
+        "W_dec": randn(S, D),
+        "b_enc": randn(S, scale=0.3),
+        "b_dec": randn(D),
+    }
+    if threshold:
+        state["activation_function.threshold"] = uniform(S)
+    if skip:
+        state["W_skip"] = randn(D, D, scale=0.3)
+    return state
+
+
+def tracer_forward(w: dict, x: torch.Tensor):
+    """``SingleLayerTranscoder.forward``: F.linear encode, JumpReLU or ReLU, decode + skip."""
+    pre = F.linear(x, w["W_enc"], w["b_enc"])
+    if "activation_function.threshold" in w:
+        f = pre * (pre > w["activation_function.threshold"])
+    else:
+        f = F.relu(pre)
+    out = f @ w["W_dec"] + w["b_dec"]
+    if "W_skip" in w:
+        out = out + x @ w["W_skip"].T
+    return f, out
+
+
+def test_circuit_tracer_jumprelu_skip(tmp_path):
+    w = tracer_weights()
+    folder = tmp_path / "transcoders"
+    folder.mkdir()
+    save_file(w, str(folder / "layer_3.safetensors"))
+    x = inputs()
+    f, x_hat = tracer_forward(w, x)
+    for path in (folder / "layer_3.safetensors", folder):
+        dictionary = check(path, "circuit_tracer", x, f, x_hat)
+        config = dictionary.config
+        assert dictionary.arch == "jumprelu" and config.skip and not config.center_input
+        assert (config.place, config.writes) == ("mlp_in.3", "mlp.3")
+
+
+def test_circuit_tracer_relu(tmp_path):
+    w = tracer_weights(threshold=False, skip=False)
+    save_file(w, str(tmp_path / "layer_0.safetensors"))
+    x = inputs()
+    f, x_hat = tracer_forward(w, x)
+    dictionary = check(tmp_path / "layer_0.safetensors", "circuit_tracer", x, f, x_hat)
+    assert dictionary.arch == "relu" and dictionary.config.place == "mlp_in.0"
+
+
+def test_circuit_tracer_bad_files(tmp_path):
+    negative = tracer_weights()
+    negative["activation_function.threshold"] = uniform(S) - 0.5
+    save_file(negative, str(tmp_path / "layer_1.safetensors"))
+    raises_naming(tmp_path / "layer_1.safetensors", "layer_1.safetensors")
+
+    w = tracer_weights()
+    save_file({**w, "W_enc": w["W_enc"].T.contiguous()}, str(tmp_path / "layer_2.safetensors"))
+    raises_naming(tmp_path / "layer_2.safetensors", "layer_2.safetensors")
+
+    save_file({**w, "k": torch.tensor(4)}, str(tmp_path / "layer_4.safetensors"))
+    raises_naming(tmp_path / "layer_4.safetensors", "layer_4.safetensors")
+
+    missing = {k: v for k, v in w.items() if k != "b_dec"}
+    save_file(missing, str(tmp_path / "layer_5.safetensors"))
+    raises_naming(tmp_path / "layer_5.safetensors", "layer_5.safetensors")
+
+    (tmp_path / "layer_6.safetensors").write_bytes(b"garbage")
+    raises_naming(tmp_path / "layer_6.safetensors", "layer_6.safetensors")
+
+    raises_naming(tmp_path, "layer_1.safetensors")  # a folder with several layer files
