@@ -32,8 +32,9 @@ from .adapters import ModelAdapter
 
 __all__ = ["SplicedPlace", "splice", "check_dictionaries", "read_place_of"]
 
-FeatureEdit = Callable[[str, torch.Tensor], torch.Tensor]
-"""``(place, features (batch, pos, d_sae)) -> features``: applied before decoding."""
+Edit = Callable[[str, torch.Tensor], torch.Tensor]
+"""``(place, tensor) -> tensor`` of the same shape: changes features ``(B, T, d_sae)`` before
+they are decoded, or the error ``(B, T, d_out)`` before it is added back."""
 
 
 @dataclass
@@ -88,7 +89,8 @@ def _splice_one(
     target: torch.Tensor,
     *,
     hold_fixed: bool,
-    edit: FeatureEdit | None,
+    edit_features: Edit | None,
+    edit_error: Edit | None,
 ) -> SplicedPlace:
     """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d))."""
     x_in = x.to(dictionary.dtype)
@@ -101,9 +103,9 @@ def _splice_one(
     x_hat = dictionary.decode(features)
     error = (target_in - x_hat).detach().requires_grad_(True)
     upstream_error = target_in - dictionary.decode(upstream_features) if hold_fixed else None
-    if edit is not None:
-        x_hat = dictionary.decode(edit(place, features))
-    output = x_hat + error
+    if edit_features is not None:
+        x_hat = dictionary.decode(edit_features(place, features))
+    output = x_hat + (error if edit_error is None else edit_error(place, error))
     if skip is not None:
         output = output + (skip if hold_fixed else skip.detach())
     output = output.to(target.dtype)
@@ -126,13 +128,15 @@ def splice(
     dictionaries: Mapping[str, Dictionary],
     *,
     hold_fixed: bool = False,
-    edit: FeatureEdit | None = None,
+    edit_features: Edit | None = None,
+    edit_error: Edit | None = None,
 ) -> dict[str, SplicedPlace]:
     """Splice ``dictionaries`` (place -> dictionary) into the running trace.
 
     Call inside ``with model.trace(...)`` before touching any module after the first spliced
     place (nnsight visits modules in forward order). Returns place -> ``SplicedPlace``, saved
-    so it is readable after the trace. ``edit`` may change features before they are decoded.
+    so it is readable after the trace. ``edit_features`` and ``edit_error`` may change what is
+    written back (ablation, clamping, dropping the error to test the reconstruction alone).
     """
     sources = {place: read_place_of(place, d) for place, d in dictionaries.items()}
     inputs: dict[str, torch.Tensor] = {}
@@ -144,7 +148,13 @@ def splice(
             target = adapter.read(name)
             x = inputs.get(sources[name], target)
             spliced[name] = _splice_one(
-                name, dictionaries[name], x, target, hold_fixed=hold_fixed, edit=edit
+                name,
+                dictionaries[name],
+                x,
+                target,
+                hold_fixed=hold_fixed,
+                edit_features=edit_features,
+                edit_error=edit_error,
             )
             adapter.write(name, spliced[name].output)
             inputs[name] = target

@@ -234,13 +234,14 @@ class Dictionary(nn.Module, ABC):
         """``(..., d_in) -> (..., d_out)``: the skip connection, or ``None`` without one."""
         return None if self.W_skip is None else x @ self.W_skip
 
+    def reconstruct(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``decode(f)`` plus the skip connection from the input ``x``, if any."""
+        skip = self.skip_term(x)
+        return self.decode(f) if skip is None else self.decode(f) + skip
+
     def forward(self, x: torch.Tensor) -> DictionaryOutput:
         f = self.encode(x)
-        x_hat = self.decode(f)
-        skip = self.skip_term(x)
-        if skip is not None:
-            x_hat = x_hat + skip
-        return DictionaryOutput(x_hat, f)
+        return DictionaryOutput(self.reconstruct(f, x), f)
 
     def _check_width(self, x: torch.Tensor, width: int, what: str) -> None:
         if x.shape[-1] != width:
