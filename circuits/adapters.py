@@ -11,6 +11,7 @@ To add an architecture: write an ``ArchitectureSpec`` for it (look at the model'
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -187,6 +188,23 @@ class ModelAdapter:
         else:
             old = envoy.output
             envoy.output = (*old[: site.index], value, *old[site.index + 1 :])
+
+    def skip_blocks(self, outputs: list[torch.Tensor]) -> None:
+        """Skip blocks ``0 .. len(outputs) - 1``, using ``outputs[i]`` as block ``i``'s output
+        (the cached residual stream ``resid.i``): the computation upstream is not redone.
+        Call inside a trace, before anything else."""
+        for layer, output in enumerate(outputs):
+            _walk(self.model, f"{self.spec.layers}.{layer}").skip(output)
+
+    def forward_kwargs(self, *, last_position_only: bool) -> dict:
+        """Keyword arguments for ``model.trace``: unembed only the last position when the
+        metric reads nothing else (saves most of the unembedding on large vocabularies)."""
+        if (
+            last_position_only
+            and "logits_to_keep" in inspect.signature(self.model._module.forward).parameters
+        ):
+            return {"logits_to_keep": 1}
+        return {}
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,57 @@
+"""Metrics: a scalar of the model's output per example, ``(B,)``, that attribution explains.
+
+A metric is called inside the trace, after splicing, as ``metric(model, adapter, batch)``, so it
+may read the logits (``model.output.logits``) or any place (a probe on ``resid.L``). Any
+callable of that form works; ``last_position_only`` lets the forward skip the unembedding of
+every other position.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from .adapters import ModelAdapter
+from .prompts import PromptBatch
+
+__all__ = ["Metric", "LogitDiff", "ProbeLogit"]
+
+
+class Metric(Protocol):
+    def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
+        """``(B,)`` metric values, computed inside the trace."""
+
+
+class LogitDiff:
+    """``logit(clean answer) - logit(patch answer)`` at the last position (Marks et al. 2024);
+    the clean answer's logit alone when the prompt set has no patch answers."""
+
+    last_position_only = True
+
+    def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
+        logits_BV = model.output.logits[:, -1]
+        rows = torch.arange(len(batch), device=logits_BV.device)
+        value = logits_BV[rows, batch.clean_answer]
+        if batch.patch_answer is not None:
+            value = value - logits_BV[rows, batch.patch_answer]
+        return value
+
+    def __repr__(self) -> str:
+        return "logit_diff"
+
+
+class ProbeLogit:
+    """A linear probe's logit on the mean over positions of one place's activation."""
+
+    last_position_only = True
+
+    def __init__(self, place: str, weight_D: torch.Tensor, bias: float | torch.Tensor = 0.0):
+        self.place, self.weight_D, self.bias = place, weight_D, bias
+
+    def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
+        pooled_BD = adapter.read(self.place).mean(dim=1)
+        return pooled_BD @ self.weight_D.to(pooled_BD) + self.bias
+
+    def __repr__(self) -> str:
+        return f"probe@{self.place}"
