@@ -172,8 +172,8 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
             batch.clean_ids.repeat(G, 1),
             batch.tile(G),
             places=[place],
-            edit_features=lambda _, __: f_rows,
-            edit_error=lambda _, __: e_rows,
+            edit_features=lambda _, __, f=f_rows: f,
+            edit_error=lambda _, __, e=e_rows: e,
             upstream=[u.repeat(G, 1, 1) for u in upstream],
         )
         change_GB = (run.metric.view(G, B) - clean_metric).cpu().to(effect_f.dtype)

@@ -87,7 +87,10 @@ class PromptBatch:
         pieces = []
         for start in range(0, len(self), size):
             part = slice(start, start + size)
-            pick = lambda t: None if t is None else t[part]  # noqa: E731
+
+            def pick(t, part=part):
+                return None if t is None else t[part]
+
             pieces.append(
                 PromptBatch(
                     self.clean_ids[part],
