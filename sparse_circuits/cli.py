@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -49,6 +50,70 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def cmd_train(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.training import train_on_model
+    from dictionaries.training import TrainConfig
+
+    config = TrainConfig(
+        arch=args.arch,
+        d_sae=args.dict_size,
+        k=args.k,
+        l1_coefficient=args.l1,
+        steps=max(1, args.tokens // args.batch_size),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        auxk_alpha=0.0 if args.no_auxk else 1 / 32,
+    )
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    for place in filter(None, (args.submodule, args.transcoder_out)):
+        adapter.parse(place)
+    dictionary = train_on_model(
+        model,
+        adapter,
+        args.submodule,
+        config,
+        model_name=args.model,
+        transcoder_out=args.transcoder_out,
+        skip=args.skip,
+        corpus=args.corpus,
+        context_length=args.context_length,
+        out_dir=args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        eval_tokens=args.eval_tokens,
+    )
+    print(json.dumps({"out": str(args.out), **dictionary.config.metrics}))
+    return 0
+
+
+@command
+def cmd_eval_dict(args: argparse.Namespace) -> int:
+    from circuits.dictionary_eval import evaluate_dictionary
+    from circuits.models import load_model
+    from circuits.training import corpus_contexts
+    from dictionaries import load_dictionary
+
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    dictionary = load_dictionary(args.dict, device=args.device)
+    place = args.submodule or dictionary.config.writes or dictionary.config.place
+    if place is None:
+        raise ValueError(f"{args.dict}: the dictionary does not say its place; pass --submodule")
+    split = corpus_contexts(model.tokenizer, args.corpus, context_length=args.context_length)
+    n_contexts = max(1, args.tokens // args.context_length)
+    metrics = evaluate_dictionary(model, adapter, dictionary, split.eval[:n_contexts], place=place)
+    density = metrics.pop("feature_density")
+    if args.histogram:
+        from dictionaries.evaluation import density_histogram
+
+        density_histogram(density, args.histogram, title=f"{args.dict} feature density")
+    print(json.dumps(metrics))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -57,6 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="print a model's architecture and place names as JSON")
     add_model_arguments(info)
+
+    train = sub.add_parser("train", help="train a sparse dictionary on a model's activations")
+    add_model_arguments(train)
+    train.add_argument("--submodule", required=True, help="place to read, e.g. resid.3")
+    train.add_argument(
+        "--arch", required=True, choices=["relu", "gated", "topk", "batchtopk", "jumprelu"]
+    )
+    train.add_argument("--transcoder-out", help="train a transcoder writing this place")
+    train.add_argument("--skip", action="store_true", help="transcoder with a skip connection")
+    train.add_argument("--dict-size", type=int, required=True, help="number of features")
+    train.add_argument("--k", type=int, help="active features per token (topk, batchtopk)")
+    train.add_argument("--l1", type=float, help="sparsity coefficient (relu, gated, jumprelu)")
+    train.add_argument("--tokens", type=int, required=True, help="training tokens")
+    train.add_argument("--batch-size", type=int, default=4096, help="tokens per step")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: per arch)")
+    train.add_argument("--no-auxk", action="store_true", help="disable the AuxK loss")
+    train.add_argument("--corpus", default="embedded", help="embedded, a .txt or .jsonl file")
+    train.add_argument("--context-length", type=int, default=128)
+    train.add_argument("--eval-tokens", type=int, default=16_384, help="held-out evaluation")
+    train.add_argument("--checkpoint-every", type=int, default=500, help="steps; 0 = never")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, type=Path, help="output folder")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--overwrite", action="store_true", help="replace what --out holds")
+
+    evaluate = sub.add_parser("eval-dict", help="evaluate a dictionary spliced into a model")
+    add_model_arguments(evaluate)
+    evaluate.add_argument("--dict", required=True, type=Path, help="dictionary folder")
+    evaluate.add_argument("--submodule", help="place (default: the dictionary's own)")
+    evaluate.add_argument("--corpus", default="embedded")
+    evaluate.add_argument("--context-length", type=int, default=128)
+    evaluate.add_argument("--tokens", type=int, default=16_384)
+    evaluate.add_argument("--histogram", type=Path, help="write a feature-density plot (HTML)")
     return parser
 
 

@@ -80,7 +80,7 @@ def test_edge_matches_perturbing_one_upstream_node(setup):
             dictionaries,
             batch,
             {},
-            replace={down: lambda: d_down.decode(f_leaf) + e_const},
+            replace={down: lambda d=d_down, f=f_leaf, e=e_const: d.decode(f) + e},
         )
         (grad_down,) = torch.autograd.grad(metric.sum(), f_leaf)
         u = int(delta_u.abs().sum((0, 1)).argmax())
