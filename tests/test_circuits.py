@@ -1,0 +1,130 @@
+"""Circuit graphs, their files, and faithfulness by ablation against hand-made runs."""
+
+import pytest
+import torch
+
+from circuits.attribution import node_effects
+from circuits.edges import NodeSelection, edge_effects
+from circuits.faithfulness import score_selection
+from circuits.graph import (
+    CircuitFileError,
+    build_circuit,
+    load_circuit,
+    save_circuit,
+    select_nodes,
+    selection_from_circuit,
+)
+from circuits.prompts import tokenize_prompts
+
+from .conftest import D_MODEL, random_dictionary, tiny_model
+from .test_attribution import EXAMPLES, capture
+from .test_edges import PLACES, run_frozen
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, adapter = tiny_model("llama", seed=7)
+    dictionaries = {p: random_dictionary("topk", D_MODEL, 24, seed=i) for i, p in enumerate(PLACES)}
+    batch = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)[0]
+    effects = node_effects(model, adapter, dictionaries, [batch], progress=False)
+    return model, adapter, dictionaries, batch, effects
+
+
+def test_select_by_threshold_and_top_k(setup):
+    *_, effects = setup
+    top = select_nodes(effects, top_k=10)
+    assert top.count() == 10
+    smallest_kept = min(
+        float(effects.features[p][m].abs().min()) if m.any() else float("inf")
+        for p, m in top.features.items()
+    )
+    threshold = select_nodes(effects, threshold=smallest_kept)
+    assert threshold.count() >= 10
+
+
+def test_circuit_json_round_trip(setup, tmp_path):
+    model, adapter, dictionaries, batch, effects = setup
+    selection = select_nodes(effects, top_k=15)
+    edges = edge_effects(model, adapter, dictionaries, [batch], selection, progress=False)
+    graph = build_circuit(
+        effects, selection, edges, n_layers=adapter.n_layers, settings={"method": "attrib"}
+    )
+    assert graph.number_of_nodes() == 16  # 15 nodes and the metric
+    assert all(graph.has_node(u) and graph.has_node(v) for u, v in graph.edges)
+    save_circuit(graph, tmp_path / "c.json")
+    loaded = load_circuit(tmp_path / "c.json")
+    assert sorted(loaded.nodes) == sorted(graph.nodes)
+    for u, v, data in graph.edges(data=True):
+        assert loaded.edges[u, v]["weight"] == pytest.approx(data["weight"])
+    shapes = {p: tuple(t.shape) for p, t in effects.features.items()}
+    again = selection_from_circuit(loaded, shapes)
+    for place in PLACES:
+        assert torch.equal(again.features[place], selection.features[place])
+        assert torch.equal(again.errors[place], selection.errors[place])
+
+
+def test_bad_circuit_files(tmp_path):
+    with pytest.raises(CircuitFileError, match="not found"):
+        load_circuit(tmp_path / "none.json")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(CircuitFileError, match="not a sparse-circuits circuit"):
+        load_circuit(tmp_path / "x.json")
+
+
+def test_missing_output_folder_is_an_error(setup, tmp_path):
+    *_, effects = setup
+    graph = build_circuit(effects, select_nodes(effects, top_k=3), {}, n_layers=3)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        save_circuit(graph, tmp_path / "missing" / "c.json")
+
+
+def test_full_and_empty_circuits(setup):
+    model, adapter, dictionaries, batch, effects = setup
+    everything = NodeSelection(
+        {p: torch.ones(24, dtype=torch.bool) for p in PLACES},
+        {p: torch.tensor(True) for p in PLACES},
+    )
+    nothing = NodeSelection(
+        {p: torch.zeros(24, dtype=torch.bool) for p in PLACES},
+        {p: torch.tensor(False) for p in PLACES},
+    )
+    full, empty = score_selection(
+        model, adapter, dictionaries, [batch], [everything, nothing], progress=False
+    )
+    assert full.faithfulness == pytest.approx(1.0, abs=1e-5)
+    assert full.completeness == pytest.approx(0.0, abs=1e-5)
+    assert empty.faithfulness == pytest.approx(0.0, abs=1e-5)
+    assert empty.completeness == pytest.approx(1.0, abs=1e-5)
+
+
+def test_mean_ablation_matches_a_hand_made_run(setup):
+    model, adapter, dictionaries, batch, effects = setup
+    selection = select_nodes(effects, top_k=8)
+    (score,) = score_selection(model, adapter, dictionaries, [batch], [selection], progress=False)
+    # by hand: every place outputs decode(kept features + clean mean elsewhere) + error
+    clean = {p: capture(model, adapter, batch.clean_ids, p, dictionaries[p]) for p in PLACES}
+    handles = []
+    for place in PLACES:
+        site, d = adapter.site(place), dictionaries[place]
+
+        def hook(module, inputs, output, place=place, site=site, d=d):
+            x = output if site.index is None else output[site.index]
+            f = d.encode(x)
+            e = x - d.decode(f)
+            keep_f = selection.features[place]
+            f_mean, e_mean = (t.mean(0, keepdim=True) for t in clean[place])
+            f_new = torch.where(keep_f, f, f_mean)
+            e_new = e if bool(selection.errors[place]) else e_mean.expand_as(e)
+            value = d.decode(f_new) + e_new
+            return value if site.index is None else (value, *output[1:])
+
+        handles.append(adapter.module(place).register_forward_hook(hook))
+    with torch.no_grad():
+        logits = model._module(batch.clean_ids).logits[:, -1]
+    for handle in handles:
+        handle.remove()
+    rows = torch.arange(len(batch))
+    m_circuit = (logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]).mean()
+    assert score.m_circuit == pytest.approx(m_circuit.item(), abs=1e-4)
+    _, m_full = run_frozen(model, adapter, dictionaries, batch, {})
+    assert score.m_full == pytest.approx(m_full.mean().item(), abs=1e-4)
