@@ -70,6 +70,22 @@ def _keep_mask(mask: torch.Tensor, shape: torch.Size, per_position: bool) -> tor
     return (mask.unsqueeze(0) if per_position else mask).expand(shape)
 
 
+def _masks(clean: dict, selection: NodeSelection | None, invert: bool):
+    """Per place, which feature and error entries ``(B, T, ...)`` are kept: the selection's
+    nodes (nothing for ``None``), or everything but them with ``invert``."""
+    keep_f, keep_e = {}, {}
+    for place, (f, e) in clean.items():
+        if selection is None:
+            mask_f = torch.zeros(f.shape, dtype=torch.bool)
+            mask_e = torch.zeros(e.shape[:-1], dtype=torch.bool)
+        else:
+            per_position = selection.features[place].dim() == 2
+            mask_f = _keep_mask(selection.features[place], f.shape, per_position)
+            mask_e = _keep_mask(selection.errors[place], e.shape[:-1], per_position)
+        keep_f[place], keep_e[place] = (~mask_f, ~mask_e) if invert else (mask_f, mask_e)
+    return keep_f, keep_e
+
+
 def _metric_with(runner: Runner, batch: PromptBatch, ablated, keep, errors) -> float:
     """Sum over the batch of the metric with everything outside ``keep`` ablated. Kept nodes
     take the value they have in this (ablated) run, so upstream ablations reach them."""
@@ -115,23 +131,14 @@ def score_selection(
         }
         totals["full"] += float(run.metric.sum())
 
-        def masks(selection: NodeSelection | None, invert: bool):
-            keep_f, keep_e = {}, {}
-            for p, (f, e) in clean.items():
-                if selection is None:
-                    mf = torch.zeros(f.shape, dtype=torch.bool)
-                    me = torch.zeros(e.shape[:-1], dtype=torch.bool)
-                else:
-                    none = selection.features[p].dim() == 2
-                    mf = _keep_mask(selection.features[p], f.shape, none)
-                    me = _keep_mask(selection.errors[p], e.shape[:-1], none)
-                keep_f[p], keep_e[p] = (~mf, ~me) if invert else (mf, me)
-            return keep_f, keep_e
-
-        totals["empty"] += _metric_with(runner, batch, ablated, masks(None, False), errors)
+        totals["empty"] += _metric_with(runner, batch, ablated, _masks(clean, None, False), errors)
         for i, selection in enumerate(selections):
-            circuit[i] += _metric_with(runner, batch, ablated, masks(selection, False), errors)
-            complement[i] += _metric_with(runner, batch, ablated, masks(selection, True), errors)
+            circuit[i] += _metric_with(
+                runner, batch, ablated, _masks(clean, selection, False), errors
+            )
+            complement[i] += _metric_with(
+                runner, batch, ablated, _masks(clean, selection, True), errors
+            )
     m_full, m_empty = totals["full"] / n, totals["empty"] / n
     span = m_full - m_empty
     return [
