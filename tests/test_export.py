@@ -1,0 +1,420 @@
+"""Circuit exports (GraphML, Neuronpedia JSON, HTML, PNG) and feature labels from a corpus."""
+
+import json
+import math
+import random
+import time
+
+import networkx as nx
+import pytest
+import torch
+
+from circuits.attribution import AttributionConfig, node_effects
+from circuits.corpus import tokenize_contexts
+from circuits.edges import edge_effects
+from circuits.export import (
+    CHROMIUM,
+    FORMATS,
+    RenderError,
+    export,
+    render_png,
+    to_graphml,
+    to_html,
+    to_neuronpedia,
+)
+from circuits.graph import build_circuit, load_circuit, save_circuit, select_nodes
+from circuits.labels import feature_nodes, label_circuit, top_activating_contexts
+from circuits.prompts import tokenize_prompts
+from circuits.splice import read_place_of
+
+from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
+from .test_attribution import EXAMPLES
+
+PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
+SETTINGS = {
+    "model": "tiny-llama",
+    "method": "attrib",
+    "thresholds": {"node_top_k": 15, "edge": 0.0},
+    "dictionaries": {p: f"dicts/{p}" for p in PLACES},
+    "prompts": ["the keys to the cabinet", "the dogs near the man"],
+    "steps": None,
+    "metric": "logit_diff",
+}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, adapter = tiny_model("llama", seed=7)
+    dictionaries = {p: random_dictionary("topk", D_MODEL, 24, seed=i) for i, p in enumerate(PLACES)}
+    batch = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)[0]
+    return model, adapter, dictionaries, batch
+
+
+def make_circuit(setup, aggregation, top_k):
+    model, adapter, dictionaries, batch = setup
+    config = AttributionConfig(aggregation=aggregation)
+    effects = node_effects(model, adapter, dictionaries, [batch], config=config, progress=False)
+    selection = select_nodes(effects, top_k=top_k)
+    edges = edge_effects(
+        model, adapter, dictionaries, [batch], selection, aggregation=aggregation, progress=False
+    )
+    settings = dict(SETTINGS, aggregation=aggregation)
+    return build_circuit(effects, selection, edges, n_layers=adapter.n_layers, settings=settings)
+
+
+@pytest.fixture(scope="module")
+def circuit(setup):
+    graph = make_circuit(setup, "sum", 15)
+    assert graph.number_of_edges() > 0
+    assert any(d["is_error"] for _, d in graph.nodes(data=True))
+    return graph
+
+
+@pytest.fixture(scope="module")
+def positional_circuit(setup):
+    graph = make_circuit(setup, "none", 20)
+    assert any(d["position"] >= 0 for _, d in graph.nodes(data=True))
+    return graph
+
+
+@pytest.fixture(scope="module")
+def contexts(setup):
+    model = setup[0]
+    rng = random.Random(0)
+    documents = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(40)]
+    contexts_NT = tokenize_contexts(model.tokenizer, documents, context_length=9)
+    assert len(contexts_NT) >= 20
+    return contexts_NT
+
+
+@pytest.fixture(scope="module")
+def labelled(setup, circuit, contexts):
+    model, adapter, dictionaries, _ = setup
+    labels = top_activating_contexts(
+        model,
+        adapter,
+        dictionaries,
+        feature_nodes(circuit),
+        contexts,
+        k=4,
+        window=5,
+        batch_size=7,
+        progress=False,
+    )
+    graph = label_circuit(circuit.copy(), labels)
+    return graph, labels
+
+
+# --------------------------------------------------------------------------- GraphML
+
+
+def test_graphml_round_trip(labelled, tmp_path):
+    graph, _ = labelled
+    to_graphml(graph, tmp_path / "c.graphml")
+    text = (tmp_path / "c.graphml").read_text()
+    assert "True" not in text and "False" not in text  # XML Schema booleans: true/false
+    assert ">nan<" not in text.lower()
+    back = nx.read_graphml(tmp_path / "c.graphml")
+    assert back.is_directed()
+    assert set(back.nodes) == set(graph.nodes)
+    assert set(back.edges) == set(graph.edges)
+    for u, v, data in graph.edges(data=True):
+        assert back.edges[u, v]["weight"] == data["weight"]
+    for name, data in graph.nodes(data=True):
+        read = back.nodes[name]
+        assert read["effect"] == data["effect"]
+        for attribute in ("place", "kind", "layer", "feature", "is_error", "position"):
+            assert read[attribute] == data[attribute], (name, attribute)
+        assert read.get("label", "") == data["label"]
+        if math.isnan(data["activation"]):
+            assert "activation" not in read  # NaN is left out, never written as text
+        else:
+            assert read["activation"] == data["activation"]
+        if data.get("top_contexts"):
+            joined = read["top_contexts"]
+            assert isinstance(joined, str)
+            assert all(hit["text"] in joined for hit in data["top_contexts"])
+    assert back.graph["settings.model"] == "tiny-llama"
+    assert back.graph["settings.thresholds.node_top_k"] == "15"
+    assert json.loads(back.graph["settings.prompts"]) == SETTINGS["prompts"]
+    assert "settings.steps" not in back.graph  # None is left out
+    assert back.graph["metric_clean"] == graph.graph["metric_clean"]
+
+
+def test_graphml_positional_nodes_and_odd_text(positional_circuit, tmp_path):
+    graph = positional_circuit.copy()
+    name = next(n for n, d in graph.nodes(data=True) if not d["is_error"] and n != "metric")
+    graph.nodes[name]["label"] = "a <b> & \x0b c"
+    graph.nodes[name]["tags"] = ["x", 2]
+    graph.nodes["metric"]["tags"] = "plain"
+    to_graphml(graph, tmp_path / "p.graphml")
+    back = nx.read_graphml(tmp_path / "p.graphml")
+    assert set(back.nodes) == set(graph.nodes)
+    assert any("@" in n for n in back.nodes)
+    assert back.nodes[name]["label"] == "a <b> & \ufffd c"  # XML cannot hold \x0b
+    assert back.nodes[name]["tags"] == "x | 2"
+    for u, v, data in graph.edges(data=True):
+        assert back.edges[u, v]["weight"] == data["weight"]
+
+
+# --------------------------------------------------------------------------- Neuronpedia
+
+
+def uncantor(value):
+    w = math.floor((math.sqrt(8 * value + 1) - 1) / 2)
+    index = value - w * (w + 1) // 2
+    return w - index, index
+
+
+def test_neuronpedia_json(labelled, tmp_path):
+    graph, _ = labelled
+    to_neuronpedia(graph, tmp_path / "my-circuit.json")
+    document = json.loads((tmp_path / "my-circuit.json").read_text())
+    assert {"metadata", "qParams", "nodes", "links"} <= set(document)
+    meta = document["metadata"]
+    assert meta["slug"] == "my-circuit" and meta["scan"] == "tiny-llama"
+    assert meta["schema_version"] == 1 and isinstance(meta["prompt_tokens"], list)
+    assert {"prompt", "node_threshold", "transcoder_list"} <= set(meta)
+    assert set(document["qParams"]) == {
+        "pinnedIds",
+        "supernodes",
+        "linkType",
+        "clickedId",
+        "sg_pos",
+    }
+    nodes = document["nodes"]
+    assert len(nodes) == graph.number_of_nodes()
+    ids = [n["node_id"] for n in nodes]
+    assert len(set(ids)) == len(ids)
+    required = {"node_id", "feature", "layer", "ctx_idx", "feature_type", "jsNodeId", "clerp"}
+    for node in nodes:
+        assert required <= set(node)
+        int(node["layer"])  # the viewer needs numeric layers
+        data = graph.nodes[node["circuit_node"]]
+        if node["circuit_node"] == "metric":
+            assert node["feature_type"] == "logit" and node["is_target_logit"]
+            assert "(p=" in node["clerp"]
+        elif data["is_error"]:
+            assert node["feature_type"] == "mlp reconstruction error" and node["feature"] == -1
+        else:
+            assert node["feature_type"] == "cross layer transcoder"
+            assert uncantor(node["feature"]) == (int(node["layer"]), data["feature"])
+            assert node["activation"] == pytest.approx(data["activation"])
+            assert node["clerp"] == data["label"]
+        if node["circuit_node"] != "metric":
+            assert 0 < node["influence"] <= 1
+    metric_layer = int(next(n for n in nodes if n["feature_type"] == "logit")["layer"])
+    assert all(int(n["layer"]) < metric_layer for n in nodes if n["feature_type"] != "logit")
+    # forward order of places is kept
+    layer_of = {graph.nodes[n["circuit_node"]]["place"]: int(n["layer"]) for n in nodes}
+    ordered = [p for p in PLACES if p in layer_of]
+    assert [layer_of[p] for p in ordered] == sorted(layer_of[p] for p in ordered)
+    by_id = {n["node_id"]: n["circuit_node"] for n in nodes}
+    assert len(document["links"]) == graph.number_of_edges()
+    for link in document["links"]:
+        assert link["source"] in by_id and link["target"] in by_id
+        u, v = by_id[link["source"]], by_id[link["target"]]
+        assert link["weight"] == graph.edges[u, v]["weight"]
+
+
+def test_neuronpedia_positions(positional_circuit, tmp_path):
+    tokens = ["<bos>", "the", "keys", "to", "the", "cabinet"]
+    to_neuronpedia(positional_circuit, tmp_path / "a.json", prompt_tokens=tokens, slug="s")
+    document = json.loads((tmp_path / "a.json").read_text())
+    assert document["metadata"]["prompt_tokens"] == tokens
+    for node in document["nodes"]:
+        data = positional_circuit.nodes[node["circuit_node"]]
+        if data["position"] >= 0:
+            assert node["ctx_idx"] == data["position"]
+    # unknown tokens: one placeholder per position
+    to_neuronpedia(positional_circuit, tmp_path / "b.json")
+    document = json.loads((tmp_path / "b.json").read_text())
+    last = max(d["position"] for _, d in positional_circuit.nodes(data=True))
+    assert len(document["metadata"]["prompt_tokens"]) == last + 1
+    assert all(0 <= n["ctx_idx"] <= last for n in document["nodes"])
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def test_html_contains_every_node(labelled, positional_circuit, tmp_path):
+    graph, _ = labelled
+    for name, circuit in (("sum", graph), ("none", positional_circuit)):
+        path = to_html(circuit, tmp_path / f"{name}.html", title="a circuit")
+        page = path.read_text()
+        assert "plotly" in page.lower()
+        for node in circuit.nodes:
+            assert node in page, node  # the node table
+            assert json.dumps(node).replace("/", "\\u002f") in page, node  # the plot's data
+
+
+def test_html_draws_many_edges_in_a_few_traces(tmp_path):
+    rng = random.Random(1)
+    graph = nx.DiGraph(settings={"metric": "m"}, metric_clean=1.0, metric_patch=0.0)
+    places = ["resid.0", "attn.1", "mlp.1", "resid.1"]
+    for place in places:
+        for feature in range(50):
+            graph.add_node(
+                f"{place}/{feature}", place=place, kind=place.split(".")[0],
+                layer=int(place[-1]), feature=feature, is_error=False, position=-1,
+                effect=rng.uniform(-1, 1), activation=rng.uniform(0, 2), label="",
+            )  # fmt: skip
+    graph.add_node(
+        "metric", place="metric", kind="metric", layer=2, feature=-1, is_error=False,
+        position=-1, effect=1.0, activation=float("nan"), label="m",
+    )  # fmt: skip
+    names = [n for n in graph.nodes if n != "metric"]
+    while graph.number_of_edges() < 1000:
+        u, v = rng.sample(names, 2)
+        graph.add_edge(u, v, weight=rng.uniform(-1, 1))
+    start = time.perf_counter()
+    page = to_html(graph, tmp_path / "big.html").read_text()
+    assert time.perf_counter() - start < 20
+    assert page.count('"type":"scatter"') <= 12
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def hooked_inputs(model, adapter, ids, places):
+    """Activations at ``places`` for every context at once, by plain PyTorch hooks."""
+    store, handles = {}, []
+    for place in places:
+        site = adapter.site(place)
+        module = adapter.module(place)
+        if site.io == "input":
+
+            def pre(module, args, place=place):
+                store[place] = args[0]
+
+            handles.append(module.register_forward_pre_hook(pre))
+        else:
+
+            def hook(module, args, output, place=place, site=site):
+                store[place] = output if site.index is None else output[site.index]
+
+            handles.append(module.register_forward_hook(hook))
+    with torch.no_grad():
+        model._module(ids)
+    for handle in handles:
+        handle.remove()
+    return store
+
+
+def test_top_contexts_match_brute_force(setup, contexts):
+    model, adapter, dictionaries, _ = setup
+    # mlp.1 a transcoder: it reads mlp_in.1, a module input
+    dictionaries = dict(dictionaries)
+    dictionaries["mlp.1"] = random_dictionary(
+        "relu", D_MODEL, 24, seed=11, center_input=False, place="mlp_in.1", writes="mlp.1"
+    )
+    nodes = [(p, f, -1) for p in PLACES for f in range(24)] + [
+        ("resid.1", 3, 2),
+        ("attn.1", -1, -1),
+    ]
+    k, window = 5, 4
+    got = top_activating_contexts(
+        model, adapter, dictionaries, nodes, contexts, k=k, window=window, batch_size=6,
+        progress=False,
+    )  # fmt: skip
+    assert ("attn.1", -1, -1) not in got  # error nodes get no contexts
+    assert got[("resid.1", 3, 2)] == got[("resid.1", 3, -1)]  # position ignored
+    acts = hooked_inputs(
+        model, adapter, contexts, [read_place_of(p, dictionaries[p]) for p in PLACES]
+    )
+    tokenizer = model.tokenizer
+    n_checked = 0
+    for place in PLACES:
+        with torch.no_grad():
+            f_NTF = dictionaries[place].encode(acts[read_place_of(place, dictionaries[place])])
+        for feature in range(24):
+            a_NT = f_NTF[:, :, feature]
+            top = a_NT[:, 1:].flatten().sort(descending=True).values[:k]  # BOS left out
+            expected = top[top > 0].tolist()
+            hits = got[(place, feature, -1)]
+            assert [h["activation"] for h in hits] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+            # equal tokens after BOS give exactly equal activations: ties may pick any of them
+            assert len({(h["context"], h["position"]) for h in hits}) == len(hits)
+            for hit in hits:
+                context, position = hit["context"], hit["position"]
+                assert position >= 1
+                assert float(a_NT[context, position]) == pytest.approx(
+                    hit["activation"], rel=1e-4, abs=1e-5
+                )
+                token = tokenizer.decode([int(contexts[context, position])])
+                assert hit["text"].endswith(f"«{token}»")
+                assert len(hit["text"].split()) <= window
+                n_checked += 1
+    assert n_checked > 100
+
+
+def test_labels_land_on_nodes(labelled, tmp_path):
+    graph, labels = labelled
+    labelled_nodes = 0
+    for _, data in graph.nodes(data=True):
+        if data["place"] == "metric" or data["is_error"]:
+            assert "top_contexts" not in data
+            continue
+        hits = labels[(data["place"], data["feature"], data["position"])]
+        assert data["top_contexts"] == hits
+        assert data["label"] == " | ".join(hit["text"] for hit in hits[:3])
+        labelled_nodes += bool(hits)
+    assert labelled_nodes > 0
+    save_circuit(graph, tmp_path / "c.json")  # the circuit JSON keeps the contexts
+    back = load_circuit(tmp_path / "c.json")
+    assert dict(back.nodes(data="top_contexts")) == dict(graph.nodes(data="top_contexts"))
+
+
+# --------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "neuronpedia", "html"])
+def test_exports_are_atomic(circuit, tmp_path, fmt):
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / f"c.{fmt}"
+    target.write_text("old")
+    export(circuit, target, fmt)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"c.{fmt}"]
+    assert target.read_text() != "old"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        export(circuit, tmp_path / "missing" / f"c.{fmt}", fmt)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unknown_format(circuit, tmp_path):
+    with pytest.raises(ValueError, match="graphml, neuronpedia, html"):
+        export(circuit, tmp_path / "c.x", "dot")
+
+
+def test_render_png_without_chromium(circuit, tmp_path):
+    to_html(circuit, tmp_path / "c.html")
+    with pytest.raises(RenderError, match="no Chromium"):
+        render_png(tmp_path / "c.html", tmp_path / "c.png", chromium=tmp_path / "chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}")
+def test_render_png(circuit, tmp_path):
+    to_html(circuit, tmp_path / "c.html")
+    render_png(tmp_path / "c.html", tmp_path / "c.png")
+    data = (tmp_path / "c.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.html", "c.png"]
+
+
+def test_exports_of_an_empty_circuit_and_of_a_read_back_graphml(circuit, tmp_path):
+    empty = nx.DiGraph(settings={}, metric_clean=1.0, metric_patch=0.5)
+    empty.add_node(
+        "metric", place="metric", kind="metric", layer=3, feature=-1, is_error=False,
+        position=-1, effect=0.5, activation=float("nan"), label="metric",
+    )  # fmt: skip
+    for fmt in FORMATS:
+        export(empty, tmp_path / f"empty.{fmt}", fmt)
+    document = json.loads((tmp_path / "empty.neuronpedia").read_text())
+    assert [n["feature_type"] for n in document["nodes"]] == ["logit"]
+    # a graph read back from GraphML lacks NaN activations: the other writers cope
+    to_graphml(circuit, tmp_path / "c.graphml")
+    back = nx.read_graphml(tmp_path / "c.graphml")
+    for fmt in ("neuronpedia", "html"):
+        export(back, tmp_path / f"back.{fmt}", fmt)
+    document = json.loads((tmp_path / "back.neuronpedia").read_text())
+    assert len(document["links"]) == circuit.number_of_edges()
