@@ -114,6 +114,96 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_dictionaries(folder: Path, places: str | None, device: str):
+    from dictionaries.sets import load_dictionary_set
+
+    return load_dictionary_set(folder, places.split(",") if places else None, device=device)
+
+
+@command
+def cmd_discover(args: argparse.Namespace) -> int:
+    from circuits.attribution import AttributionConfig
+    from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
+    from circuits.export import export
+    from circuits.graph import save_circuit
+    from circuits.models import load_model
+    from circuits.prompts import read_prompts
+
+    outputs = [p for p in (args.out, args.html, args.graphml) if p is not None]
+    for path in outputs:  # fail before the slow part, not after it
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    config = DiscoverConfig(
+        attribution=AttributionConfig(
+            method=args.method,
+            steps=args.steps,
+            aggregation=args.aggregation,
+            batch_size=args.batch_size,
+        ),
+        node_threshold=args.node_threshold,
+        top_k=args.top_k,
+        edge_threshold=args.edge_threshold,
+        label_tokens=args.label_tokens,
+    )
+    read_prompts(args.prompts)  # a malformed file fails before anything slow
+    dictionaries = _load_dictionaries(args.dictionaries, args.places, args.device)
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    batches = load_prompt_batches(model.tokenizer, args.prompts, aggregation=args.aggregation)
+    settings = {
+        "model": args.model,
+        "dictionaries": str(args.dictionaries),
+        "prompts": str(args.prompts),
+    }
+    graph, _ = discover_circuit(model, adapter, dictionaries, batches, config, settings=settings)
+    save_circuit(graph, args.out)
+    if args.html:
+        export(graph, args.html, "html")
+    if args.graphml:
+        export(graph, args.graphml, "graphml")
+    n_features = sum(1 for _, d in graph.nodes(data=True) if d["feature"] >= 0)
+    print(
+        json.dumps(
+            {
+                "circuit": str(args.out),
+                "nodes": graph.number_of_nodes() - 1,
+                "feature_nodes": n_features,
+                "edges": graph.number_of_edges(),
+                "metric_clean": graph.graph["metric_clean"],
+                "metric_patch": graph.graph["metric_patch"],
+            }
+        )
+    )
+    return 0
+
+
+@command
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from circuits.evaluate import evaluate_circuit_file
+
+    result = evaluate_circuit_file(
+        args.circuit,
+        args.prompts,
+        model=args.model,
+        dictionaries=args.dictionaries,
+        device=args.device,
+        ablation=args.ablation,
+        errors=args.errors,
+        curve=args.curve,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+@command
+def cmd_export(args: argparse.Namespace) -> int:
+    from circuits.export import export
+    from circuits.graph import load_circuit
+
+    export(load_circuit(args.circuit), args.out, args.format)
+    print(json.dumps({"out": str(args.out), "format": args.format}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -155,11 +245,62 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--context-length", type=int, default=128)
     evaluate.add_argument("--tokens", type=int, default=16_384)
     evaluate.add_argument("--histogram", type=Path, help="write a feature-density plot (HTML)")
+
+    discover = sub.add_parser("discover", help="find a sparse feature circuit for a prompt set")
+    add_model_arguments(discover)
+    discover.add_argument("--dictionaries", required=True, type=Path, help="dictionary set")
+    discover.add_argument("--places", help="comma-separated places (default: every one in the set)")
+    discover.add_argument("--prompts", required=True, type=Path, help="JSONL prompt set")
+    discover.add_argument("--method", default="attrib", choices=["attrib", "ig", "exact"])
+    discover.add_argument("--steps", type=int, default=10, help="integration steps (ig)")
+    discover.add_argument("--aggregation", default="sum", choices=["sum", "none"])
+    discover.add_argument("--node-threshold", type=float, default=0.1)
+    discover.add_argument("--top-k", type=int, help="keep the k largest nodes instead")
+    discover.add_argument("--edge-threshold", type=float, default=0.01)
+    discover.add_argument("--batch-size", type=int, default=16)
+    discover.add_argument(
+        "--label-tokens", type=int, default=0, help="corpus tokens for feature labels (0: none)"
+    )
+    discover.add_argument("--out", required=True, type=Path, help="circuit JSON")
+    discover.add_argument("--html", type=Path, help="also write the interactive figure")
+    discover.add_argument("--graphml", type=Path, help="also write GraphML")
+
+    evaluate_circuit = sub.add_parser(
+        "evaluate", help="faithfulness and completeness of a circuit by ablation"
+    )
+    evaluate_circuit.add_argument("--circuit", required=True, type=Path)
+    evaluate_circuit.add_argument("--prompts", required=True, type=Path)
+    evaluate_circuit.add_argument("--model", help="default: the circuit's model")
+    evaluate_circuit.add_argument("--dictionaries", type=Path, help="default: the circuit's")
+    evaluate_circuit.add_argument("--device", default="cpu")
+    evaluate_circuit.add_argument(
+        "--ablation", default="mean", choices=["mean", "zero", "resample"]
+    )
+    evaluate_circuit.add_argument("--errors", default="ablate", choices=["ablate", "keep"])
+    evaluate_circuit.add_argument(
+        "--curve", type=Path, help="also sweep node thresholds and plot the curve (HTML)"
+    )
+
+    export_parser = sub.add_parser("export", help="convert a circuit to another format")
+    export_parser.add_argument("circuit", type=Path)
+    export_parser.add_argument(
+        "--format", required=True, choices=["graphml", "html", "neuronpedia"]
+    )
+    export_parser.add_argument("--out", required=True, type=Path)
     return parser
+
+
+def quiet_transformers() -> None:
+    """Loading-weights progress bars and advisory warnings would bury the one-line errors."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_transformers()
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -1,0 +1,106 @@
+"""Evaluate a saved circuit on a prompt set: the ``evaluate`` command's pipeline.
+
+1. Load the circuit; its settings name the model, the dictionaries, the places, the method
+   and the aggregation it was discovered with (each can be overridden).
+2. Turn its nodes back into selection masks and score faithfulness and completeness on the
+   prompts by ablation (``circuits.faithfulness``).
+3. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
+   sweep log-spaced node thresholds, score each on the given prompts and plot the curve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dictionaries.sets import load_dictionary_set
+
+from .attribution import AttributionConfig, node_effects
+from .discover import load_prompt_batches
+from .faithfulness import faithfulness_curve, plot_curve, score_selection
+from .graph import CircuitFileError, load_circuit, selection_from_circuit
+from .models import load_model
+
+__all__ = ["evaluate_circuit_file", "curve_thresholds"]
+
+
+def curve_thresholds(effects, n: int = 12) -> list[float]:
+    """``n`` log-spaced thresholds spanning the nonzero |effects|, largest first."""
+    values = np.concatenate(
+        [t.abs().flatten().numpy() for t in (*effects.features.values(), *effects.errors.values())]
+    )
+    values = values[values > 0]
+    if values.size == 0:
+        return [1.0]
+    low, high = np.quantile(values, 0.5), values.max()
+    return [float(t) for t in np.geomspace(high, max(low, high * 1e-4), n)]
+
+
+def evaluate_circuit_file(
+    circuit: str | Path,
+    prompts: str | Path,
+    *,
+    model: str | None = None,
+    dictionaries: str | Path | None = None,
+    device: str = "cpu",
+    ablation: str = "mean",
+    errors: str = "ablate",
+    curve: str | Path | None = None,
+) -> dict[str, Any]:
+    graph = load_circuit(circuit)
+    settings = graph.graph["settings"]
+    model_name = model or settings.get("model")
+    folder = dictionaries or settings.get("dictionaries")
+    if model_name is None or folder is None:
+        raise CircuitFileError(f"{circuit}: settings name no model or dictionaries; pass them")
+    if curve is not None and not Path(curve).parent.is_dir():
+        raise FileNotFoundError(f"{curve}: folder {Path(curve).parent} does not exist")
+    lm, adapter = load_model(model_name, device=device)
+    dicts = load_dictionary_set(folder, settings.get("places"), device=device)
+    aggregation = settings.get("aggregation", "sum")
+    batches = load_prompt_batches(lm.tokenizer, prompts, aggregation=aggregation)
+    shapes = {
+        place: (d.d_sae,) if aggregation == "sum" else (batches[0].length, d.d_sae)
+        for place, d in dicts.items()
+    }
+    selection = selection_from_circuit(graph, shapes)
+    options = {"ablation": ablation, "errors": errors}
+    (score,) = score_selection(lm, adapter, dicts, batches, [selection], **options)
+    result: dict[str, Any] = {
+        "faithfulness": score.faithfulness,
+        "completeness": score.completeness,
+        "nodes": score.n_nodes,
+        "m_full": score.m_full,
+        "m_empty": score.m_empty,
+        "m_circuit": score.m_circuit,
+        "m_complement": score.m_complement,
+        "prompts": str(prompts),
+        "ablation": ablation,
+        "errors": errors,
+    }
+    if curve is not None:
+        discovery = load_prompt_batches(
+            lm.tokenizer, settings.get("prompts", prompts), aggregation=aggregation
+        )
+        attribution = AttributionConfig(
+            method=settings.get("method", "attrib"),
+            steps=settings.get("steps", 10),
+            aggregation=aggregation,
+        )
+        effects = node_effects(lm, adapter, dicts, discovery, config=attribution)
+        points = faithfulness_curve(
+            lm, adapter, dicts, batches, effects, curve_thresholds(effects), **options
+        )
+        plot_curve(points, curve, title=f"{Path(circuit).name} on {Path(prompts).name}")
+        result["curve"] = [
+            {
+                "threshold": t,
+                "nodes": s.n_nodes,
+                "faithfulness": s.faithfulness,
+                "completeness": s.completeness,
+            }
+            for t, s in points
+        ]
+    return result
