@@ -1,0 +1,114 @@
+"""Train a dictionary on a model's activations over a corpus, and evaluate it: the glue the
+``train`` and ``eval-dict`` commands call.
+
+1. Tokenise the corpus into contexts the way the tokenizer treats plain text (BOS or not);
+   hold out the last ``EVAL_FRACTION`` of contexts for evaluation.
+2. Stream activations of the place (and a transcoder's output place) over the training contexts,
+   each data-parallel rank its own shard (``torchrun``: gloo on CPU, NCCL on GPUs).
+3. Train (``dictionaries.training.train_dictionary``), checkpointing into the output folder.
+4. Evaluate on the held-out contexts and store the metrics in the dictionary's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dictionaries import Dictionary
+from dictionaries.training import TrainConfig, train_dictionary
+
+from .activations import ActivationConfig, ModelActivationSource, uses_bos
+from .corpus import read_documents, tokenize_contexts
+
+__all__ = ["CorpusSplit", "corpus_contexts", "train_on_model", "init_distributed"]
+
+EVAL_FRACTION = 0.02
+"""Share of the corpus's contexts held out for evaluation."""
+
+
+@dataclass
+class CorpusSplit:
+    train: torch.Tensor
+    """``(n_train, T)`` token ids."""
+    eval: torch.Tensor
+    """``(n_eval, T)`` token ids, never trained on."""
+
+
+def corpus_contexts(
+    tokenizer: Any, corpus: str | Path = "embedded", *, context_length: int = 128
+) -> CorpusSplit:
+    documents = read_documents(corpus)
+    contexts = tokenize_contexts(
+        tokenizer, documents, context_length=context_length, prepend_bos=uses_bos(tokenizer)
+    )
+    n_eval = max(1, int(len(contexts) * EVAL_FRACTION)) if len(contexts) > 1 else 0
+    return CorpusSplit(
+        train=contexts[: len(contexts) - n_eval] if n_eval else contexts,
+        eval=contexts[len(contexts) - n_eval :] if n_eval else contexts,
+    )
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """Join the ``torchrun`` process group when launched by it; ``(rank, world)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if str(device).startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train_on_model(
+    model: Any,
+    adapter: Any,
+    place: str,
+    config: TrainConfig,
+    *,
+    model_name: str,
+    transcoder_out: str | None = None,
+    skip: bool = False,
+    corpus: str | Path = "embedded",
+    context_length: int = 128,
+    activation: ActivationConfig | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    eval_tokens: int = 0,
+    progress: bool = True,
+) -> Dictionary:
+    """Train a dictionary at ``place`` of a loaded model; evaluate it on held-out text."""
+    rank, world = init_distributed(str(next(model._module.parameters()).device))
+    split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)
+    activation = activation or ActivationConfig(place=place, seed=config.seed)
+    activation.place, activation.target_place = place, transcoder_out
+    source = ModelActivationSource(model, adapter, split.train, activation, rank=rank, world=world)
+    dictionary = train_dictionary(
+        source,
+        config,
+        out_dir=out_dir,
+        place=place,
+        writes=transcoder_out,
+        skip=skip,
+        model=model_name,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    if eval_tokens > 0 and rank == 0:
+        from .dictionary_eval import evaluate_dictionary
+
+        n_contexts = max(1, eval_tokens // context_length)
+        metrics = evaluate_dictionary(model, adapter, dictionary, split.eval[:n_contexts])
+        metrics.pop("feature_density", None)
+        dictionary.config.metrics = metrics
+        if out_dir is not None:
+            dictionary.save(out_dir)
+    return dictionary

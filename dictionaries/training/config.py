@@ -1,0 +1,113 @@
+"""Training settings, one dataclass validated on construction (the CLI builds on it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["TrainConfig", "TrainConfigError"]
+
+Arch = Literal["relu", "gated", "topk", "batchtopk", "jumprelu"]
+
+
+class TrainConfigError(ValueError):
+    """Settings that cannot train; the message names the argument."""
+
+
+@dataclass
+class TrainConfig:
+    arch: Arch
+    """Dictionary architecture."""
+    d_sae: int
+    """Number of features."""
+    steps: int
+    """Optimiser steps (tokens / batch_size)."""
+    batch_size: int = 4096
+    """Tokens per step, summed over all data-parallel ranks."""
+    lr: float | None = None
+    """Peak learning rate; ``None`` picks the architecture's default (see ``default_lr``)."""
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up from 0."""
+    decay_start: float = 0.8
+    """Fraction of training after which the learning rate decays linearly to 0."""
+    k: int | None = None
+    """Active features per token (topk, batchtopk)."""
+    l1_coefficient: float | None = None
+    """Sparsity penalty (relu, gated: L1; jumprelu: L0) on inputs normalised to mean squared
+    norm ``d_in``; ``None`` picks the architecture's default (``sparsity_coefficient``)."""
+    sparsity_warmup: float = 0.05
+    """Fraction of training over which the sparsity penalty ramps up linearly from 0."""
+    decoder_norm: Literal["unit", "weighted_l1"] = "unit"
+    """relu only: keep decoder rows unit-norm, or leave them free and weight each feature's
+    L1 term by its decoder norm (Anthropic's April 2024 update)."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the AuxK loss on dead latents (Gao et al. 2024, appendix A.2); 0 disables it."""
+    auxk_k: int | None = None
+    """Dead latents used by AuxK; ``None`` means ``d_in // 2`` (Gao et al. use 512 for d 1024+)."""
+    dead_after_tokens: int = 10_000_000
+    """A latent that has not fired in this many tokens counts as dead (Gao et al.: 10M)."""
+    jumprelu_bandwidth: float = 0.001
+    """Width of the rectangle kernel of the straight-through estimator (Rajamanoharan et al.)."""
+    jumprelu_init_threshold: float = 0.001
+    normalize_inputs: bool = True
+    """Scale inputs to mean squared norm ``d_in``; the scale is folded into the saved weights."""
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every this many steps; 0 = only at the end."""
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise TrainConfigError(message)
+
+        need(self.d_sae > 0, f"--dict-size must be positive, got {self.d_sae}")
+        need(self.steps > 0, f"training needs at least one step, got {self.steps}")
+        need(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
+        if self.arch in ("topk", "batchtopk"):
+            need(self.k is not None, f"--arch {self.arch} needs --k")
+            need(
+                0 < self.k <= self.d_sae,
+                f"--k {self.k} must be between 1 and --dict-size {self.d_sae}",
+            )
+        need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
+        need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")
+
+    @property
+    def default_lr(self) -> float:
+        """Gao et al. (2024) scale the TopK learning rate as 1/sqrt(d_sae) (2e-4 at 16384
+        latents, their appendix A); the L1 family uses 5e-5 as in the Gated SAE paper."""
+        if self.arch in ("topk", "batchtopk"):
+            return 2e-4 / (self.d_sae / 2**14) ** 0.5
+        return 5e-5 if self.arch in ("relu", "gated") else 7e-5
+
+    @property
+    def sparsity_coefficient(self) -> float:
+        """Anthropic's April 2024 update uses 5 for L1 at this input scale; the L0 penalty of
+        JumpReLU counts features, so it needs a smaller weight."""
+        if self.l1_coefficient is not None:
+            return self.l1_coefficient
+        return {"relu": 5.0, "gated": 5.0, "jumprelu": 1.0}.get(self.arch, 0.0)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else self.default_lr
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, constant, then linear decay to 0 over the last ``1 - decay_start``."""
+        peak = self.peak_lr
+        if step < self.warmup_steps:
+            return peak * (step + 1) / self.warmup_steps
+        decay_from = int(self.decay_start * self.steps)
+        if step >= decay_from and self.steps > decay_from:
+            return peak * (self.steps - step) / (self.steps - decay_from)
+        return peak
+
+    def sparsity_scale(self, step: int) -> float:
+        ramp = int(self.sparsity_warmup * self.steps)
+        return 1.0 if ramp == 0 else min(1.0, (step + 1) / ramp)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,73 @@
+"""TopK and BatchTopK training (Gao et al. 2024; Bussmann et al. 2024).
+
+loss = ||y - y_hat||^2 + auxk_alpha * ||e - e_hat||^2
+
+- ``y_hat`` uses only the k active latents of each token (BatchTopK: the k * N largest of the
+  batch); encoding, decoding and their gradients run on the sparse code (``sparse_ops``), so a
+  step costs little more than the dense encoder product.
+- AuxK (Gao et al. appendix A.2): ``e = y - y_hat`` is the residual, ``e_hat`` its
+  reconstruction from the ``auxk_k`` most active *dead* latents; it gives dead latents a
+  gradient and so revives them.
+- The decoder stays unit-norm (``Objective``); ``b_dec`` starts at the geometric median.
+- BatchTopK also learns its inference threshold: the running mean of the smallest activation
+  kept in each batch (Bussmann et al. section 3).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .objective import Objective, StepOutput, register_objective, squared_error
+from .sparse_ops import batch_topk_encode, sparse_decode, topk_encode
+
+THRESHOLD_MOMENTUM = 0.99
+"""Weight of the past in BatchTopK's running threshold estimate."""
+
+
+@register_objective("topk")
+class TopKObjective(Objective):
+    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, d_in) -> values (N, k), indices (N, k)``."""
+        d = self.dictionary
+        b_dec = d.b_dec if d.config.center_input else None
+        return topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepOutput:
+        d = self.dictionary
+        values_NK, indices_NK = self.encode_sparse(x)
+        y_hat = sparse_decode(values_NK, indices_NK, d.W_dec, d.b_dec)
+        skip = d.skip_term(x)
+        if skip is not None:
+            y_hat = y_hat + skip
+        mse = squared_error(y, y_hat)
+        loss = mse
+        if self.config.auxk_alpha > 0 and self.dead_mask.any():
+            loss = loss + self.config.auxk_alpha * self.auxk_loss(x, (y - y_hat).detach())
+        active_NK = values_NK > 0
+        fired_F = torch.zeros(d.d_sae, dtype=torch.bool, device=x.device)
+        fired_F[indices_NK[active_NK]] = True
+        return StepOutput(loss, mse.detach(), active_NK.sum(-1).float().mean(), fired_F)
+
+    def auxk_loss(self, x: torch.Tensor, residual_ND: torch.Tensor) -> torch.Tensor:
+        """Reconstruct the residual from the most active dead latents."""
+        d = self.dictionary
+        dead_G = self.dead_mask.nonzero().squeeze(-1).to(x.device)
+        k_aux = min(self.config.auxk_k or d.d_in // 2, len(dead_G))
+        centred = x - d.b_dec if d.config.center_input else x
+        pre_NG = torch.relu(centred @ d.W_enc[:, dead_G] + d.b_enc[dead_G])
+        values_NK, which_NK = pre_NG.topk(k_aux, dim=-1)
+        residual_hat = sparse_decode(values_NK, dead_G[which_NK], d.W_dec, None)
+        return squared_error(residual_ND, residual_hat)
+
+
+@register_objective("batchtopk")
+class BatchTopKObjective(TopKObjective):
+    def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.dictionary
+        b_dec = d.b_dec if d.config.center_input else None
+        values_NK, indices_NK = batch_topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k)
+        kept = values_NK[values_NK > 0]
+        if len(kept):
+            with torch.no_grad():
+                d.threshold.mul_(THRESHOLD_MOMENTUM).add_((1 - THRESHOLD_MOMENTUM) * kept.min())
+        return values_NK, indices_NK

@@ -1,0 +1,147 @@
+"""Trainers recover known dictionaries; runs resume exactly; data parallel equals one process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dictionaries import load_dictionary
+from dictionaries.training import (
+    CHECKPOINT_FILE,
+    RunFolderError,
+    TensorSource,
+    TrainConfig,
+    TrainConfigError,
+    fold_scales,
+    geometric_median,
+    train_dictionary,
+)
+
+from .conftest import random_dictionary
+from .synthetic import recovery, synthetic_activations
+
+WORKER = Path(__file__).parent / "workers" / "train_synthetic.py"
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each trainer on 1.2M synthetic tokens; (arch, settings, minimum mean best cosine).
+RECOVERY_CASES = [
+    ("topk", {"k": 4}, 0.9),
+    ("batchtopk", {"k": 4}, 0.9),
+    ("gated", {"l1_coefficient": 3.0}, 0.9),
+    ("relu", {"l1_coefficient": 1.0}, 0.9),
+    ("jumprelu", {"l1_coefficient": 1.0}, 0.9),
+]
+
+
+@pytest.mark.parametrize("arch, settings, minimum", RECOVERY_CASES)
+def test_trainer_recovers_true_directions(arch, settings, minimum):
+    x, directions = synthetic_activations(n=20_000, d=32, n_true=64)
+    config = TrainConfig(
+        arch=arch,
+        d_sae=128,
+        steps=1200,
+        batch_size=1024,
+        lr=3e-3,
+        warmup_steps=50,
+        dead_after_tokens=50_000,
+        **settings,
+    )
+    dictionary = train_dictionary(TensorSource(x), config, progress=False)
+    assert recovery(dictionary.W_dec.detach(), directions) >= minimum
+    # the saved dictionary works on unscaled activations
+    x_hat, _ = dictionary(x[:512])
+    fvu = (x[:512] - x_hat).pow(2).sum() / (x[:512] - x[:512].mean(0)).pow(2).sum()
+    assert fvu < 0.2
+
+
+def test_fold_scales_matches_scaled_training_inputs():
+    dictionary = random_dictionary("gated", 8, 16)
+    x = torch.randn(10, 8)
+    folded = fold_scales(dictionary, 3.0, 3.0)
+    x_hat_scaled, f_scaled = dictionary(x * 3.0)
+    x_hat, f = folded(x)
+    torch.testing.assert_close(f, f_scaled)
+    torch.testing.assert_close(x_hat, x_hat_scaled / 3.0)
+
+
+def test_geometric_median_resists_outliers():
+    points = torch.cat([torch.zeros(50, 2), torch.full((5, 2), 100.0)])
+    assert geometric_median(points).norm() < 1e-3 < points.mean(0).norm()
+
+
+def run_worker(out, *args, wait=True):
+    command = [sys.executable, str(WORKER), str(out), *args]
+    if wait:
+        subprocess.run(command, check=True, cwd=ROOT)
+        return None
+    return subprocess.Popen(command, cwd=ROOT)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_worker(straight, "--steps", "400", "--checkpoint-every", "20")
+    process = run_worker(killed, "--steps", "400", "--checkpoint-every", "20", wait=False)
+    checkpoint = killed / CHECKPOINT_FILE
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["step"] >= 100:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = torch.load(checkpoint, weights_only=True)
+    assert 100 <= state["step"] < 400, "the run was not killed part-way"
+    run_worker(killed, "--steps", "400", "--checkpoint-every", "20", "--resume")
+    a, b = load_dictionary(straight), load_dictionary(killed)
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
+
+
+def test_two_processes_equal_one(tmp_path):
+    run_worker(tmp_path / "one", "--steps", "30")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            str(WORKER),
+            str(tmp_path / "two"),
+            "--steps",
+            "30",
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
+    )
+    one, two = load_dictionary(tmp_path / "one"), load_dictionary(tmp_path / "two")
+    assert two.config.training["data_parallel_ranks"] == 2
+    for name, tensor in one.state_dict().items():
+        torch.testing.assert_close(two.state_dict()[name], tensor, atol=1e-4, rtol=1e-4)
+
+
+def test_refuses_a_folder_holding_another_run(tmp_path):
+    x, _ = synthetic_activations(n=2048)
+    config = TrainConfig(arch="topk", d_sae=64, k=4, steps=3, batch_size=128)
+    train_dictionary(TensorSource(x), config, out_dir=tmp_path, progress=False)
+    with pytest.raises(RunFolderError, match="--resume.*--overwrite"):
+        train_dictionary(TensorSource(x), config, out_dir=tmp_path, progress=False)
+    other = TrainConfig(arch="topk", d_sae=32, k=4, steps=3, batch_size=128)
+    with pytest.raises(RunFolderError, match="holds a different run"):
+        train_dictionary(TensorSource(x), other, out_dir=tmp_path, resume=True, progress=False)
+    train_dictionary(TensorSource(x), other, out_dir=tmp_path, overwrite=True, progress=False)
+    assert load_dictionary(tmp_path).d_sae == 32
+
+
+def test_k_larger_than_dictionary_is_refused():
+    with pytest.raises(TrainConfigError, match="--k 100 must be between 1 and --dict-size 64"):
+        TrainConfig(arch="topk", d_sae=64, k=100, steps=1)
