@@ -20,7 +20,14 @@ import torch
 
 from .adapters import ModelAdapter
 
-__all__ = ["ActivationConfig", "ModelActivationSource", "uses_bos", "collect_activations"]
+__all__ = [
+    "ActivationConfig",
+    "ModelActivationSource",
+    "PlaceView",
+    "SharedStream",
+    "collect_activations",
+    "uses_bos",
+]
 
 
 @dataclass
@@ -73,9 +80,13 @@ class ModelActivationSource:
         *,
         rank: int = 0,
         world: int = 1,
+        places: list[str] | None = None,
     ) -> None:
         self.model, self.adapter, self.config = model, adapter, config
-        self.places = [config.place] + ([config.target_place] if config.target_place else [])
+        own = [config.place] + ([config.target_place] if config.target_place else [])
+        self.places = list(dict.fromkeys(own + list(places or [])))
+        """Places held in the buffer, side by side (``columns``); more than the source's own
+        when several dictionaries share the stream (``SharedStream``)."""
         for place in self.places:
             adapter.parse(place)
         if contexts_NT.shape[1] <= config.exclude_first:
@@ -93,8 +104,15 @@ class ModelActivationSource:
         self.order = torch.randperm(len(self.contexts), generator=self.generator)
         self.position = 0
         self.epoch = 0
-        # one buffer; a transcoder's target columns sit right of its input columns
-        self.buffer = torch.empty(0, self.d_in + (self.d_out if config.target_place else 0))
+        offsets = [0]
+        for place in self.places:
+            offsets.append(offsets[-1] + adapter.width(place))
+        self._columns = {p: slice(offsets[i], offsets[i + 1]) for i, p in enumerate(self.places)}
+        self.buffer = torch.empty(0, offsets[-1])
+
+    def columns(self, place: str) -> slice:
+        """Where a place's activation sits in a buffer row."""
+        return self._columns[place]
 
     @property
     def device(self) -> torch.device:
@@ -116,8 +134,9 @@ class ModelActivationSource:
         rows = torch.cat([acts[p][:, start:].flatten(0, 1).float().cpu() for p in self.places], -1)
         keep = torch.isfinite(rows).all(-1)
         if self.config.outlier_factor is not None:
-            norms = rows[:, : self.d_in].norm(dim=-1)
-            keep &= norms <= self.config.outlier_factor * norms.median()
+            for place in self.places:
+                norms = rows[:, self.columns(place)].norm(dim=-1)
+                keep &= norms <= self.config.outlier_factor * norms.median()
         return rows[keep]
 
     def _refill(self) -> None:
@@ -133,13 +152,19 @@ class ModelActivationSource:
         self._refill()
         return self.buffer
 
-    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def take_rows(self, batch_size: int) -> torch.Tensor:
+        """This rank's next ``batch_size // world`` buffer rows (every place's columns)."""
         n = batch_size // self.world
         if len(self.buffer) < max(n, self.config.buffer_tokens // 2):
             self._refill()
         rows, self.buffer = self.buffer[:n], self.buffer[n:]
-        x = rows[:, : self.d_in]
-        return x, (x if self.config.target_place is None else rows[:, self.d_in :])
+        return rows
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.take_rows(batch_size)
+        x = rows[:, self.columns(self.config.place)]
+        target = self.config.target_place
+        return x, (x if target is None else rows[:, self.columns(target)])
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -155,3 +180,52 @@ class ModelActivationSource:
         self.order = state["order"].clone()
         self.position, self.epoch = state["position"], state["epoch"]
         self.buffer = state["buffer"].clone()
+
+
+class SharedStream:
+    """One activation stream feeding several dictionaries trained in lockstep: each model
+    batch is computed once for every place, and every view sees the same rows.
+
+    Views must take equal batch sizes in turn (``train_dictionaries`` does); the run is not
+    resumable (checkpoints of the views hold no stream state).
+    """
+
+    def __init__(self, source: ModelActivationSource) -> None:
+        self.source = source
+        self.queues: dict[int, list[torch.Tensor]] = {}
+
+    def view(self, place: str, target_place: str | None = None) -> PlaceView:
+        view = PlaceView(self, place, target_place)
+        self.queues[id(view)] = []
+        return view
+
+    def rows_for(self, view: PlaceView, batch_size: int) -> torch.Tensor:
+        queue = self.queues[id(view)]
+        if not queue:
+            rows = self.source.take_rows(batch_size)
+            for other in self.queues.values():
+                other.append(rows)
+        return queue.pop(0)
+
+
+class PlaceView:
+    """An ``ActivationSource`` reading one place (and a transcoder's target) of a stream."""
+
+    def __init__(self, stream: SharedStream, place: str, target_place: str | None) -> None:
+        self.stream, self.place, self.target_place = stream, place, target_place
+        adapter = stream.source.adapter
+        self.d_in = adapter.width(place)
+        self.d_out = adapter.width(target_place or place)
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.stream.rows_for(self, batch_size)
+        x = rows[:, self.stream.source.columns(self.place)]
+        if self.target_place is None:
+            return x, x
+        return x, rows[:, self.stream.source.columns(self.target_place)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise ValueError("a run on a shared stream cannot resume; train places one at a time")

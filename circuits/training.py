@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 
 from dictionaries import Dictionary
-from dictionaries.training import TrainConfig, train_dictionary
+from dictionaries.training import DictionaryTrainer, TrainConfig, train_dictionaries
 
-from .activations import ActivationConfig, ModelActivationSource, uses_bos
+from .activations import ActivationConfig, ModelActivationSource, SharedStream, uses_bos
 from .corpus import read_documents, tokenize_contexts
 
 __all__ = ["CorpusSplit", "corpus_contexts", "train_on_model", "init_distributed"]
@@ -66,10 +66,20 @@ def init_distributed(device: str) -> tuple[int, int]:
     return 0, 1
 
 
+def _evaluate_into(model, adapter, dictionary, contexts, out_dir) -> None:
+    from .dictionary_eval import evaluate_dictionary
+
+    metrics = evaluate_dictionary(model, adapter, dictionary, contexts)
+    metrics.pop("feature_density", None)
+    dictionary.config.metrics = metrics
+    if out_dir is not None:
+        dictionary.save(out_dir)
+
+
 def train_on_model(
     model: Any,
     adapter: Any,
-    place: str,
+    places: str | list[str],
     config: TrainConfig,
     *,
     model_name: str,
@@ -83,32 +93,50 @@ def train_on_model(
     overwrite: bool = False,
     eval_tokens: int = 0,
     progress: bool = True,
-) -> Dictionary:
-    """Train a dictionary at ``place`` of a loaded model; evaluate it on held-out text."""
+) -> dict[str, Dictionary]:
+    """Train a dictionary at each of ``places`` of a loaded model (several places share one
+    activation stream and land in ``out_dir/<place>``, a dictionary set); evaluate each on
+    held-out text. Returns place -> dictionary."""
+    places = [places] if isinstance(places, str) else list(places)
+    if len(places) > 1 and (transcoder_out or resume):
+        raise ValueError("several places at once train SAEs only, without --resume")
     rank, world = init_distributed(str(next(model._module.parameters()).device))
     split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)
-    activation = activation or ActivationConfig(place=place, seed=config.seed)
-    activation.place, activation.target_place = place, transcoder_out
-    source = ModelActivationSource(model, adapter, split.train, activation, rank=rank, world=world)
-    dictionary = train_dictionary(
-        source,
-        config,
-        out_dir=out_dir,
-        place=place,
-        writes=transcoder_out,
-        skip=skip,
-        model=model_name,
-        resume=resume,
-        overwrite=overwrite,
-        progress=progress,
+    activation = activation or ActivationConfig(place=places[0], seed=config.seed)
+    activation.place, activation.target_place = places[0], transcoder_out
+    source = ModelActivationSource(
+        model, adapter, split.train, activation, rank=rank, world=world, places=places
     )
+    out = Path(out_dir) if out_dir is not None else None
+    common = {"skip": skip, "model": model_name, "overwrite": overwrite}
+    if len(places) == 1:
+        trainers = {
+            places[0]: DictionaryTrainer(
+                source,
+                config,
+                out_dir=out,
+                place=places[0],
+                writes=transcoder_out,
+                resume=resume,
+                **common,
+            )  # fmt: skip
+        }
+    else:
+        stream = SharedStream(source)
+        trainers = {
+            place: DictionaryTrainer(
+                stream.view(place),
+                config,
+                out_dir=None if out is None else out / place,
+                place=place,
+                **common,
+            )  # fmt: skip
+            for place in places
+        }
+    dictionaries = train_dictionaries(trainers, progress=progress)
     if eval_tokens > 0 and rank == 0:
-        from .dictionary_eval import evaluate_dictionary
-
-        n_contexts = max(1, eval_tokens // context_length)
-        metrics = evaluate_dictionary(model, adapter, dictionary, split.eval[:n_contexts])
-        metrics.pop("feature_density", None)
-        dictionary.config.metrics = metrics
-        if out_dir is not None:
-            dictionary.save(out_dir)
-    return dictionary
+        contexts = split.eval[: max(1, eval_tokens // context_length)]
+        for place, dictionary in dictionaries.items():
+            folder = None if out is None else (out if len(places) == 1 else out / place)
+            _evaluate_into(model, adapter, dictionary, contexts, folder)
+    return dictionaries

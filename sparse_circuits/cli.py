@@ -69,12 +69,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         auxk_alpha=0.0 if args.no_auxk else 1 / 32,
     )
     model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
-    for place in filter(None, (args.submodule, args.transcoder_out)):
-        adapter.parse(place)
-    dictionary = train_on_model(
+    places = [p for pattern in args.submodule.split(",") for p in _expand(adapter, pattern)]
+    if args.transcoder_out:
+        adapter.parse(args.transcoder_out)
+    dictionaries = train_on_model(
         model,
         adapter,
-        args.submodule,
+        places,
         config,
         model_name=args.model,
         transcoder_out=args.transcoder_out,
@@ -86,8 +87,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         eval_tokens=args.eval_tokens,
     )
-    print(json.dumps({"out": str(args.out), **dictionary.config.metrics}))
+    if len(dictionaries) == 1:
+        (dictionary,) = dictionaries.values()
+        print(json.dumps({"out": str(args.out), **dictionary.config.metrics}))
+    else:
+        summary = {p: d.config.metrics for p, d in dictionaries.items()}
+        print(json.dumps({"out": str(args.out), "places": summary}))
     return 0
+
+
+def _expand(adapter, pattern: str) -> list[str]:
+    """A place name, or a shell pattern over place names (``resid.*``) in forward order."""
+    import fnmatch
+
+    if not any(c in pattern for c in "*?["):
+        adapter.parse(pattern)
+        return [pattern]
+    matches = [p for p in adapter.places if fnmatch.fnmatchcase(p, pattern)]
+    if not matches:
+        raise ValueError(f"--submodule {pattern!r} matches no place of this model")
+    return matches
 
 
 @command
@@ -215,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a sparse dictionary on a model's activations")
     add_model_arguments(train)
-    train.add_argument("--submodule", required=True, help="place to read, e.g. resid.3")
+    train.add_argument(
+        "--submodule",
+        required=True,
+        help="place to read, e.g. resid.3; several (resid.1,resid.2 or 'resid.*') train on one "
+        "shared stream into --out/<place>",
+    )
     train.add_argument(
         "--arch", required=True, choices=["relu", "gated", "topk", "batchtopk", "jumprelu"]
     )

@@ -100,3 +100,42 @@ def test_cli_train_and_eval_dict(tmp_path, capsys, llama):
          "--k", "40", "--tokens", "2048", "--out", str(tmp_path / "bad")]
     )  # fmt: skip
     assert code == 2 and "--k 40 must be between 1 and --dict-size 32" in capsys.readouterr().err
+
+
+def test_shared_stream_views_read_the_same_rows(llama):
+    from circuits.activations import SharedStream
+
+    model, adapter = llama
+    places = ["resid.0", "resid.2"]
+    config = ActivationConfig("resid.0", model_batch=4, buffer_tokens=32)
+    reference = ModelActivationSource(model, adapter, contexts(), config, places=places)
+    stream = SharedStream(ModelActivationSource(model, adapter, contexts(), config, places=places))
+    views = {p: stream.view(p) for p in places}
+    for _ in range(3):
+        rows = reference.take_rows(16)
+        for place, view in views.items():
+            x, y = view.next_batch(16)
+            assert y is x
+            torch.testing.assert_close(x, rows[:, reference.columns(place)])
+
+
+def test_cli_trains_several_places_into_a_set(tmp_path, capsys, llama):
+    from dictionaries.sets import load_dictionary_set
+
+    model, _ = llama
+    model._module.save_pretrained(tmp_path / "model")
+    model.tokenizer.save_pretrained(tmp_path / "model")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(["the dogs near the woman were cats"] * 100))
+    code = main(
+        ["train", "--model", str(tmp_path / "model"), "--corpus", str(corpus),
+         "--context-length", "8", "--submodule", "resid.*", "--arch", "relu",
+         "--dict-size", "32", "--tokens", "1024", "--batch-size", "256", "--eval-tokens", "32",
+         "--out", str(tmp_path / "set")]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(summary["places"]) == ["resid.0", "resid.1", "resid.2"]
+    loaded = load_dictionary_set(tmp_path / "set")
+    assert {p: d.config.place for p, d in loaded.items()} == {p: p for p in loaded}
+    assert all("fvu" in d.config.metrics for d in loaded.values())

@@ -4,12 +4,20 @@ from . import gated, jumprelu, relu, topk  # noqa: F401  (register the objective
 from .config import TrainConfig, TrainConfigError
 from .objective import OBJECTIVES, Objective, StepOutput, geometric_median
 from .sources import ActivationSource, TensorSource
-from .trainer import CHECKPOINT_FILE, RunFolderError, fold_scales, train_dictionary
+from .trainer import (
+    CHECKPOINT_FILE,
+    DictionaryTrainer,
+    RunFolderError,
+    fold_scales,
+    train_dictionaries,
+    train_dictionary,
+)
 
 __all__ = [
     "CHECKPOINT_FILE",
     "OBJECTIVES",
     "ActivationSource",
+    "DictionaryTrainer",
     "Objective",
     "RunFolderError",
     "StepOutput",
@@ -18,5 +26,6 @@ __all__ = [
     "TrainConfigError",
     "fold_scales",
     "geometric_median",
+    "train_dictionaries",
     "train_dictionary",
 ]

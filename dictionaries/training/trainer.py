@@ -32,7 +32,14 @@ from .config import TrainConfig, TrainConfigError
 from .objective import OBJECTIVES, Objective, all_reduce_
 from .sources import ActivationSource
 
-__all__ = ["train_dictionary", "CHECKPOINT_FILE", "RunFolderError"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "DictionaryTrainer",
+    "RunFolderError",
+    "run_to_end",
+    "train_dictionaries",
+    "train_dictionary",
+]
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
@@ -138,101 +145,122 @@ def _prepare_run_folder(
         raise RunFolderError(problem)
 
 
-def train_dictionary(
-    source: ActivationSource,
-    config: TrainConfig,
-    *,
-    out_dir: str | Path | None = None,
-    place: str | None = None,
-    writes: str | None = None,
-    skip: bool = False,
-    model: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> Dictionary:
-    """Train a dictionary of ``config.arch`` on ``source`` and return it (unscaled).
+class DictionaryTrainer:
+    """One dictionary's training run, advanced a step at a time (``train_dictionary`` loops
+    over one; ``train_dictionaries`` steps several in lockstep on a shared stream).
 
     ``place``/``writes``/``model`` are recorded in the dictionary's config; ``writes`` makes a
     transcoder (``skip`` adds its linear skip connection). With ``out_dir`` the run checkpoints
     there and the final dictionary is saved there; ``resume`` continues from its checkpoint.
     """
-    rank, world = _world()
-    if config.batch_size % world:
-        raise TrainConfigError(f"--batch-size {config.batch_size} must divide by {world} ranks")
-    meta = {"place": place, "writes": writes, "skip": skip, "model": model}
-    out_dir = Path(out_dir) if out_dir is not None else None
-    if out_dir is not None:
-        _prepare_run_folder(out_dir, config, meta, resume, overwrite)
-    dictionary = _new_dictionary(config, source, meta)
-    dictionary.train()
-    objective: Objective = OBJECTIVES[config.arch](dictionary, config)
-    optimizer = torch.optim.Adam(objective.parameters(), lr=config.peak_lr, betas=(0.9, 0.999))
-    checkpoint = out_dir / CHECKPOINT_FILE if out_dir is not None else None
-    if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=True)
-        dictionary.load_state_dict(state["dictionary"])
-        optimizer.load_state_dict(state["optimizer"])
-        objective.load_state_dict(state["objective"])
-        source.load_state_dict(state["source"])
-        torch.set_rng_state(state["rng"])
-        start, in_scale, out_scale = state["step"], state["in_scale"], state["out_scale"]
-        history = state["history"]
-    else:
-        x, y = source.next_batch(config.batch_size)
+
+    def __init__(
+        self,
+        source: ActivationSource,
+        config: TrainConfig,
+        *,
+        out_dir: str | Path | None = None,
+        place: str | None = None,
+        writes: str | None = None,
+        skip: bool = False,
+        model: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.rank, self.world = _world()
+        if config.batch_size % self.world:
+            raise TrainConfigError(
+                f"--batch-size {config.batch_size} must divide by {self.world} ranks"
+            )
+        meta = {"place": place, "writes": writes, "skip": skip, "model": model}
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        if self.out_dir is not None:
+            _prepare_run_folder(self.out_dir, config, meta, resume, overwrite)
+        self.source, self.config = source, config
+        self.dictionary = _new_dictionary(config, source, meta)
+        self.dictionary.train()
+        self.objective: Objective = OBJECTIVES[config.arch](self.dictionary, config)
+        self.optimizer = torch.optim.Adam(
+            self.objective.parameters(), lr=config.peak_lr, betas=(0.9, 0.999)
+        )
+        self.checkpoint_path = self.out_dir / CHECKPOINT_FILE if self.out_dir else None
+        self.seconds = 0.0
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.is_file():
+            self._restore(torch.load(self.checkpoint_path, weights_only=True))
+        else:
+            self._initialize()
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def _initialize(self) -> None:
+        config = self.config
+        x, y = self.source.next_batch(config.batch_size)
         x, y = _gather(x), (None if y is x else _gather(y))
         y = x if y is None else y
-        in_scale = _scale_for(x) if config.normalize_inputs else torch.tensor(1.0)
-        out_scale = in_scale if y is x else (_scale_for(y) if config.normalize_inputs else 1.0)
-        out_scale = torch.as_tensor(out_scale)
-        objective.initialize(x * in_scale, y * out_scale)
-        start, history = 0, []
+        one = torch.tensor(1.0)
+        self.in_scale = _scale_for(x) if config.normalize_inputs else one
+        self.out_scale = (
+            self.in_scale if y is x else (_scale_for(y) if config.normalize_inputs else one)
+        )
+        self.objective.initialize(x * self.in_scale, y * self.out_scale)
+        self.step_index, self.history = 0, []
 
-    def save_checkpoint(step: int) -> None:
-        if checkpoint is None or rank != 0:
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.dictionary.load_state_dict(state["dictionary"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state["objective"])
+        self.source.load_state_dict(state["source"])
+        torch.set_rng_state(state["rng"])
+        self.step_index, self.history = state["step"], state["history"]
+        self.in_scale, self.out_scale = state["in_scale"], state["out_scale"]
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None or self.rank != 0:
             return
         state = {
-            "step": step,
-            "dictionary": dictionary.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "objective": objective.state_dict(),
-            "source": source.state_dict(),
+            "step": self.step_index,
+            "dictionary": self.dictionary.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "objective": self.objective.state_dict(),
+            "source": self.source.state_dict(),
             "rng": torch.get_rng_state(),
-            "in_scale": in_scale,
-            "out_scale": out_scale,
-            "history": history,
+            "in_scale": self.in_scale,
+            "out_scale": self.out_scale,
+            "history": self.history,
         }
-        with atomic_path(checkpoint) as tmp:
+        with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
 
-    local_batch = config.batch_size // world
-    bar = tqdm(
-        range(start, config.steps),
-        initial=start,
-        total=config.steps,
-        desc=f"train {config.arch}",
-        disable=not progress or rank != 0,
-    )
-    started = time.perf_counter()
-    for step in bar:
-        x_raw, y_raw = source.next_batch(config.batch_size)
-        x = x_raw.to(dictionary.device, dictionary.dtype) * in_scale
-        y = x if y_raw is x_raw else y_raw.to(x) * out_scale
+    # --- training -------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.config.steps
+
+    def step(self) -> dict[str, float] | None:
+        """One optimiser step; returns the log entry when this step is logged."""
+        started = time.perf_counter()
+        config, objective, step = self.config, self.objective, self.step_index
+        x_raw, y_raw = self.source.next_batch(config.batch_size)
+        x = x_raw.to(self.dictionary.device, self.dictionary.dtype) * self.in_scale
+        y = x if y_raw is x_raw else y_raw.to(x) * self.out_scale
         out = objective.loss(x, y, step)
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        if world > 1:
+        if self.world > 1:
             for param in objective.parameters():
                 if param.grad is not None:
-                    all_reduce_(param.grad).div_(world)
+                    all_reduce_(param.grad).div_(self.world)
         torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
         objective.before_optimizer_step()
-        for group in optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = config.lr_at(step)
-        optimizer.step()
+        self.optimizer.step()
         objective.after_optimizer_step()
-        objective.record_firing(out.fired, local_batch)
-        if step % config.log_every == 0 or step == config.steps - 1:
+        objective.record_firing(out.fired, config.batch_size // self.world)
+        self.step_index += 1
+        entry = None
+        if step % config.log_every == 0 or self.done:
             entry = {
                 "step": step,
                 "loss": out.loss.item(),
@@ -241,28 +269,88 @@ def train_dictionary(
                 "dead_fraction": objective.dead_mask.float().mean().item(),
                 "lr": config.lr_at(step),
             }
-            history.append(entry)
-            bar.set_postfix(
-                loss=f"{entry['loss']:.3g}",
-                l0=f"{entry['l0']:.1f}",
-                dead=f"{entry['dead_fraction']:.1%}",
-            )
-        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
-            save_checkpoint(step + 1)
-    bar.close()
-    elapsed = time.perf_counter() - started
+            self.history.append(entry)
+        if config.checkpoint_every and self.step_index % config.checkpoint_every == 0:
+            self.save_checkpoint()
+        self.seconds += time.perf_counter() - started
+        return entry
 
-    final = fold_scales(dictionary, float(in_scale), float(out_scale)).eval()
-    final.config.training = {
-        **config.to_json(),
-        "input_scale": float(in_scale),
-        "output_scale": float(out_scale),
-        "tokens": config.steps * config.batch_size,
-        "data_parallel_ranks": world,
-        "seconds": round(elapsed, 1),
-        "history": history[-5:],
+    def finish(self) -> Dictionary:
+        """The trained dictionary with the input scale folded back in (saved to ``out_dir``)."""
+        config = self.config
+        final = fold_scales(self.dictionary, float(self.in_scale), float(self.out_scale)).eval()
+        final.config.training = {
+            **config.to_json(),
+            "input_scale": float(self.in_scale),
+            "output_scale": float(self.out_scale),
+            "tokens": config.steps * config.batch_size,
+            "data_parallel_ranks": self.world,
+            "seconds": round(self.seconds, 1),
+            "history": self.history[-5:],
+        }
+        if self.out_dir is not None and self.rank == 0:
+            final.save(self.out_dir)
+            self.save_checkpoint()
+        return final
+
+
+def _postfix(entry: dict[str, float]) -> dict[str, str]:
+    return {
+        "loss": f"{entry['loss']:.3g}",
+        "l0": f"{entry['l0']:.1f}",
+        "dead": f"{entry['dead_fraction']:.1%}",
     }
-    if out_dir is not None and rank == 0:
-        final.save(out_dir)
-        save_checkpoint(config.steps)
-    return final
+
+
+def train_dictionary(
+    source: ActivationSource,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    **options: Any,
+) -> Dictionary:
+    """Train a dictionary of ``config.arch`` on ``source`` and return it (unscaled); options
+    are ``DictionaryTrainer``'s."""
+    return run_to_end(DictionaryTrainer(source, config, **options), progress=progress)
+
+
+def run_to_end(trainer: DictionaryTrainer, *, progress: bool = True) -> Dictionary:
+    """Step one trainer to the end, with a progress bar, and return its dictionary."""
+    config = trainer.config
+    bar = tqdm(
+        total=config.steps,
+        initial=trainer.step_index,
+        desc=f"train {config.arch}",
+        disable=not progress or trainer.rank != 0,
+    )
+    while not trainer.done:
+        entry = trainer.step()
+        bar.update()
+        if entry:
+            bar.set_postfix(_postfix(entry))
+    bar.close()
+    return trainer.finish()
+
+
+def train_dictionaries(
+    trainers: dict[str, DictionaryTrainer], *, progress: bool = True
+) -> dict[str, Dictionary]:
+    """Step several trainers in lockstep (their sources share one activation stream)."""
+    steps = max(t.config.steps for t in trainers.values())
+    first = next(iter(trainers.values()))
+    what = first.config.arch if len(trainers) == 1 else f"{len(trainers)} dictionaries"
+    bar = tqdm(
+        total=steps,
+        initial=min(t.step_index for t in trainers.values()),
+        desc=f"train {what}",
+        disable=not progress or first.rank != 0,
+    )
+    while not all(t.done for t in trainers.values()):
+        entries = {name: t.step() for name, t in trainers.items() if not t.done}
+        bar.update()
+        logged = [e for e in entries.values() if e]
+        if logged:
+            mean = {k: sum(e[k] for e in logged) / len(logged) for k in logged[0]}
+            bar.set_postfix(_postfix(mean))
+    bar.close()
+    return {name: t.finish() for name, t in trainers.items()}
