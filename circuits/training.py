@@ -92,11 +92,13 @@ def train_on_model(
     resume: bool = False,
     overwrite: bool = False,
     eval_tokens: int = 0,
+    save_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> dict[str, Dictionary]:
     """Train a dictionary at each of ``places`` of a loaded model (several places share one
     activation stream and land in ``out_dir/<place>``, a dictionary set); evaluate each on
-    held-out text. Returns place -> dictionary."""
+    held-out text; ``save_dtype`` (e.g. bfloat16, to keep files small) applies to what is
+    saved and returned. Returns place -> dictionary."""
     places = [places] if isinstance(places, str) else list(places)
     if len(places) > 1 and (transcoder_out or resume):
         raise ValueError("several places at once train SAEs only, without --resume")
@@ -134,9 +136,15 @@ def train_on_model(
             for place in places
         }
     dictionaries = train_dictionaries(trainers, progress=progress)
-    if eval_tokens > 0 and rank == 0:
-        contexts = split.eval[: max(1, eval_tokens // context_length)]
-        for place, dictionary in dictionaries.items():
-            folder = None if out is None else (out if len(places) == 1 else out / place)
+    if rank != 0:
+        return dictionaries
+    contexts = split.eval[: max(1, eval_tokens // context_length)]
+    for place, dictionary in dictionaries.items():
+        if save_dtype is not None:
+            dictionaries[place] = dictionary = dictionary.to(save_dtype)
+        folder = None if out is None else (out if len(places) == 1 else out / place)
+        if eval_tokens > 0:
             _evaluate_into(model, adapter, dictionary, contexts, folder)
+        elif folder is not None:
+            dictionary.save(folder)
     return dictionaries

@@ -52,6 +52,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @command
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from circuits.models import load_model
     from circuits.training import train_on_model
     from dictionaries.training import TrainConfig
@@ -86,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         eval_tokens=args.eval_tokens,
+        save_dtype=getattr(torch, args.save_dtype),
     )
     if len(dictionaries) == 1:
         (dictionary,) = dictionaries.values()
@@ -257,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-tokens", type=int, default=16_384, help="held-out evaluation")
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps; 0 = never")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--save-dtype", default="float32", choices=["float32", "bfloat16", "float16"]
+    )
     train.add_argument("--out", required=True, type=Path, help="output folder")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace what --out holds")

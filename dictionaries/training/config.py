@@ -45,8 +45,9 @@ class TrainConfig:
     """Weight of the AuxK loss on dead latents (Gao et al. 2024, appendix A.2); 0 disables it."""
     auxk_k: int | None = None
     """Dead latents used by AuxK; ``None`` means ``d_in // 2`` (Gao et al. use 512 for d 1024+)."""
-    dead_after_tokens: int = 10_000_000
-    """A latent that has not fired in this many tokens counts as dead (Gao et al.: 10M)."""
+    dead_after_tokens: int | None = None
+    """A latent that has not fired in this many tokens counts as dead; ``None`` means Gao et
+    al.'s 10M, or a tenth of the run's tokens when that is shorter."""
     jumprelu_bandwidth: float = 0.001
     """Width of the rectangle kernel of the straight-through estimator (Rajamanoharan et al.)."""
     jumprelu_init_threshold: float = 0.001
@@ -82,6 +83,12 @@ class TrainConfig:
         if self.arch in ("topk", "batchtopk"):
             return 2e-4 / (self.d_sae / 2**14) ** 0.5
         return 5e-5 if self.arch in ("relu", "gated") else 7e-5
+
+    @property
+    def dead_window(self) -> int:
+        if self.dead_after_tokens is not None:
+            return self.dead_after_tokens
+        return min(10_000_000, max(1, self.steps * self.batch_size // 10))
 
     @property
     def sparsity_coefficient(self) -> float:

@@ -118,7 +118,7 @@ class Objective(ABC):
     @property
     def dead_mask(self) -> torch.Tensor:
         """``(d_sae,)`` bool: latents that have not fired within ``dead_after_tokens``."""
-        return self.tokens_since_fired >= self.config.dead_after_tokens
+        return self.tokens_since_fired >= self.config.dead_window
 
     # --- checkpoints ----------------------------------------------------------------------
 
