@@ -226,6 +226,66 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_feature(spec: str) -> tuple[Path, int]:
+    """``DICT_FOLDER:FEATURE_ID`` -> (folder, id)."""
+    folder, _, feature = spec.rpartition(":")
+    if not folder or not feature.isdigit():
+        raise ValueError(f"--feature {spec!r}: expected DICT_FOLDER:FEATURE_ID")
+    return Path(folder), int(feature)
+
+
+def side_by_side(left: str, right: str, *, titles=("unsteered", "steered"), width=48) -> str:
+    import textwrap
+
+    columns = [textwrap.wrap(text, width) or [""] for text in (left, right)]
+    rows = max(len(c) for c in columns)
+    lines = [f"{titles[0]:<{width}} | {titles[1]}", f"{'-' * width}-+-{'-' * width}"]
+    for i in range(rows):
+        a, b = (c[i] if i < len(c) else "" for c in columns)
+        lines.append(f"{a:<{width}} | {b}")
+    return "\n".join(lines)
+
+
+@command
+def cmd_steer(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from dictionaries import load_dictionary
+    from editing.interventions import Steering
+    from editing.steering import (
+        contrastive_vector,
+        feature_vector,
+        read_texts,
+        steered_generations,
+    )
+
+    if args.feature:
+        folder, feature = parse_feature(args.feature)
+        dictionary = load_dictionary(folder)
+        vector = feature_vector(dictionary, feature, place=args.place)
+    else:
+        positive, negative = (read_texts(p) for p in args.contrast)
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    adapter.parse(args.place)
+    if args.feature:
+        if dictionary.d_out != adapter.width(args.place):
+            raise ValueError(
+                f"{folder}: decoder width {dictionary.d_out} does not match {args.place} "
+                f"(width {adapter.width(args.place)})"
+            )
+    else:
+        vector = contrastive_vector(model, adapter, args.place, positive, negative)
+    steering = Steering(args.place, vector, coef=args.coef)
+    result = steered_generations(
+        model, adapter, args.prompt, steering, max_new_tokens=args.max_new_tokens
+    )
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "place": args.place, "coef": args.coef, **result}))
+    else:
+        print(f"prompt: {args.prompt!r}  (steering {args.place}, coef {args.coef})")
+        print(side_by_side(result["unsteered"], result["steered"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -310,6 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_circuit.add_argument(
         "--curve", type=Path, help="also sweep node thresholds and plot the curve (HTML)"
     )
+
+    steer = sub.add_parser("steer", help="generate with and without a steering vector")
+    add_model_arguments(steer)
+    steer.add_argument("--place", required=True, help="where to add the vector, e.g. resid.10")
+    source = steer.add_mutually_exclusive_group(required=True)
+    source.add_argument("--feature", help="DICT_FOLDER:FEATURE_ID: a feature's decoder direction")
+    source.add_argument(
+        "--contrast", nargs=2, type=Path, metavar=("A", "B"),
+        help="mean activation over prompts A minus over prompts B (.jsonl or .txt)",
+    )  # fmt: skip
+    steer.add_argument("--coef", type=float, required=True, help="multiple of the vector added")
+    steer.add_argument("--prompt", required=True)
+    steer.add_argument("--max-new-tokens", type=int, default=30)
+    steer.add_argument("--json", action="store_true", help="print one JSON object instead")
 
     export_parser = sub.add_parser("export", help="convert a circuit to another format")
     export_parser.add_argument("circuit", type=Path)

@@ -1,0 +1,123 @@
+"""Steering vectors, and greedy generation with and without one.
+
+Vectors come from:
+
+- a dictionary feature: its decoder row ``W_dec[i]`` (steering by ``c`` adds exactly ``c``
+  times that row);
+- weighted features: ``sum_i w_i * W_dec[i]``;
+- contrastive activation addition (Rimsky et al. 2024): the mean activation at the place over
+  prompt set A minus the mean over set B (each prompt's positions after the first, averaged).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuits.activations import collect_activations
+from circuits.adapters import ModelAdapter
+from dictionaries import Dictionary
+
+from .interventions import Steering, _check_features, intervene
+
+__all__ = [
+    "feature_vector",
+    "features_vector",
+    "contrastive_vector",
+    "read_texts",
+    "generate",
+    "steered_generations",
+]
+
+
+def feature_vector(dictionary: Dictionary, feature: int, *, place: str = "") -> torch.Tensor:
+    """``(d,)``: the decoder direction of one feature."""
+    (feature,) = _check_features(dictionary, [feature], place or str(dictionary.config.place))
+    return dictionary.W_dec[feature].detach().float().clone()
+
+
+def features_vector(dictionary: Dictionary, weights: Mapping[int, float]) -> torch.Tensor:
+    """``(d,)``: ``sum_i w_i * W_dec[i]``."""
+    features = _check_features(dictionary, list(weights), str(dictionary.config.place))
+    w = torch.tensor([float(weights[f]) for f in features])
+    return (w[:, None] * dictionary.W_dec[features].detach().float()).sum(0)
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """Prompts from a JSONL file (``text`` or ``prompt`` field per line) or a plain text file
+    (one prompt per non-empty line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prompt file not found")
+    texts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            text = record.get("text", record.get("prompt")) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise ValueError(f"{path}:{number}: needs a 'text' (or 'prompt') string field")
+            texts.append(text)
+        else:
+            texts.append(line)
+    if not texts:
+        raise ValueError(f"{path}: no prompts")
+    return texts
+
+
+def _mean_activation(model: Any, adapter: ModelAdapter, texts: Sequence[str], place: str):
+    """Mean over prompts of each prompt's mean activation at ``place`` (after position 0)."""
+    total = torch.zeros(adapter.width(place))
+    for text in texts:
+        ids = model.tokenizer(text, return_tensors="pt").input_ids
+        acts = collect_activations(model, adapter, ids, [place])[place][0].float().cpu()
+        total += (acts[1:] if len(acts) > 1 else acts).mean(0)
+    return total / len(texts)
+
+
+def contrastive_vector(
+    model: Any, adapter: ModelAdapter, place: str, positive: Sequence[str], negative: Sequence[str]
+) -> torch.Tensor:
+    """``(d,)``: mean activation over ``positive`` prompts minus over ``negative`` ones."""
+    adapter.parse(place)
+    return _mean_activation(model, adapter, positive, place) - _mean_activation(
+        model, adapter, negative, place
+    )
+
+
+def generate(model: Any, prompt: str, *, max_new_tokens: int = 30) -> str:
+    """Greedy continuation of ``prompt`` (deterministic)."""
+    tokenizer = model.tokenizer
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    device = next(model._module.parameters()).device
+    with torch.no_grad():
+        out = model._module.generate(
+            ids.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def steered_generations(
+    model: Any,
+    adapter: ModelAdapter,
+    prompt: str,
+    steering: Steering,
+    *,
+    max_new_tokens: int = 30,
+) -> dict[str, str]:
+    """``{"unsteered": ..., "steered": ...}`` greedy continuations of ``prompt``."""
+    unsteered = generate(model, prompt, max_new_tokens=max_new_tokens)
+    with intervene(adapter, [steering]):
+        steered = generate(model, prompt, max_new_tokens=max_new_tokens)
+    return {"unsteered": unsteered, "steered": steered}
