@@ -286,6 +286,73 @@ def cmd_steer(args: argparse.Namespace) -> int:
     return 0
 
 
+STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"
+"""The starter dictionaries trained for the embedded default model (see starter/README.md)."""
+
+
+@command
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The agreement circuit of the default model with the starter dictionaries."""
+    import time
+
+    from circuits.agreement import agreement_file
+    from circuits.attribution import AttributionConfig
+    from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
+    from circuits.export import export
+    from circuits.faithfulness import score_selection
+    from circuits.graph import save_circuit, select_nodes
+    from circuits.models import load_model
+    from dictionaries.sets import load_dictionary_set
+
+    started = time.perf_counter()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    model, adapter = load_model("smollm2-135m", device=args.device)
+    dictionaries = load_dictionary_set(args.dictionaries, device=args.device)
+    train = agreement_file(args.template, "train")
+    test = agreement_file(args.template, "test")
+    config = DiscoverConfig(
+        attribution=AttributionConfig(method=args.method, batch_size=32),
+        node_threshold=args.node_threshold,
+        edge_threshold=args.edge_threshold,
+        label_tokens=args.label_tokens,
+    )
+    batches = load_prompt_batches(model.tokenizer, train)
+    settings = {
+        "model": "smollm2-135m",
+        "dictionaries": str(args.dictionaries),
+        "prompts": str(train),
+    }
+    graph, effects = discover_circuit(
+        model, adapter, dictionaries, batches, config, settings=settings
+    )
+    paths = {
+        "circuit": save_circuit(graph, out / "circuit.json"),
+        "html": export(graph, out / "circuit.html", "html"),
+        "graphml": export(graph, out / "circuit.graphml", "graphml"),
+    }
+    test_batches = load_prompt_batches(model.tokenizer, test)
+    selection = select_nodes(effects, threshold=args.node_threshold)
+    (score,) = score_selection(model, adapter, dictionaries, test_batches, [selection])
+    summary = {
+        **{name: str(path) for name, path in paths.items()},
+        "prompts": {"train": str(train), "test": str(test)},
+        "nodes": score.n_nodes,
+        "edges": graph.number_of_edges(),
+        "faithfulness": round(score.faithfulness, 3),
+        "completeness": round(score.completeness, 3),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    for name, path in paths.items():
+        print(f"{name:>8}: {path}")
+    print(
+        f"faithfulness {score.faithfulness:.3f}, completeness {score.completeness:.3f} "
+        f"({score.n_nodes} nodes, held-out {test.name})"
+    )
+    print(json.dumps(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -370,6 +437,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_circuit.add_argument(
         "--curve", type=Path, help="also sweep node thresholds and plot the curve (HTML)"
     )
+
+    demo = sub.add_parser(
+        "demo", help="the agreement circuit of the default model, written to --out"
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo"))
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--dictionaries", type=Path, default=STARTER)
+    demo.add_argument(
+        "--template", default="across_rc", choices=["simple", "across_pp", "across_rc", "within_rc"]
+    )
+    demo.add_argument("--method", default="ig", choices=["attrib", "ig"])
+    demo.add_argument("--node-threshold", type=float, default=0.1)
+    demo.add_argument("--edge-threshold", type=float, default=0.02)
+    demo.add_argument("--label-tokens", type=int, default=8192)
 
     steer = sub.add_parser("steer", help="generate with and without a steering vector")
     add_model_arguments(steer)
