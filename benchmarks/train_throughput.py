@@ -9,8 +9,12 @@ latents of every token, so a ratio of 1.0 means the rest of the step is free. Me
 interleaved repeats, after a warm-up, in one run. Goal: at least 0.6 for the sparse step on
 the CPU at d_in 576, d_sae 16384, k 32, batch 4096, float32.
 
+Run it on an otherwise idle machine: when another process takes one of the cores, each of
+the step's many short multi-threaded ops waits for its descheduled thread, and the ratio
+falls far more than the floor's single long product does (0.24 seen instead of 0.85).
+
     python benchmarks/train_throughput.py [--d-in 576 --d-sae 16384 --k 32 --batch 4096]
-        [--repeats 5] [--no-naive] [--profile]
+        [--dtype float32|bfloat16] [--repeats 5] [--no-naive] [--profile]
 """
 
 from __future__ import annotations

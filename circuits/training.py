@@ -29,6 +29,8 @@ __all__ = ["CorpusSplit", "corpus_contexts", "train_on_model", "init_distributed
 
 EVAL_FRACTION = 0.02
 """Share of the corpus's contexts held out for evaluation."""
+BUFFER_BYTES = 2**31
+"""Cap on the shuffled activation buffer (it is copied once while refilling)."""
 
 
 @dataclass
@@ -106,6 +108,8 @@ def train_on_model(
     split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)
     activation = activation or ActivationConfig(place=places[0], seed=config.seed)
     activation.place, activation.target_place = places[0], transcoder_out
+    row_bytes = 4 * sum(adapter.width(p) for p in {*places, *filter(None, [transcoder_out])})
+    activation.buffer_tokens = min(activation.buffer_tokens, BUFFER_BYTES // row_bytes)
     source = ModelActivationSource(
         model, adapter, split.train, activation, rank=rank, world=world, places=places
     )

@@ -27,8 +27,8 @@ class TrainConfig:
     """Tokens per step, summed over all data-parallel ranks."""
     lr: float | None = None
     """Peak learning rate; ``None`` picks the architecture's default (see ``default_lr``)."""
-    warmup_steps: int = 100
-    """Linear learning-rate warm-up from 0."""
+    warmup_steps: int | None = None
+    """Linear learning-rate warm-up from 0; ``None``: 100 steps, or a tenth of a shorter run."""
     decay_start: float = 0.8
     """Fraction of training after which the learning rate decays linearly to 0."""
     k: int | None = None
@@ -105,8 +105,9 @@ class TrainConfig:
     def lr_at(self, step: int) -> float:
         """Linear warm-up, constant, then linear decay to 0 over the last ``1 - decay_start``."""
         peak = self.peak_lr
-        if step < self.warmup_steps:
-            return peak * (step + 1) / self.warmup_steps
+        warmup = self.warmup_steps if self.warmup_steps is not None else min(100, self.steps // 10)
+        if step < warmup:
+            return peak * (step + 1) / warmup
         decay_from = int(self.decay_start * self.steps)
         if step >= decay_from and self.steps > decay_from:
             return peak * (self.steps - step) / (self.steps - decay_from)
