@@ -42,15 +42,23 @@ class LogitDiff:
 
 
 class ProbeLogit:
-    """A linear probe's logit on the mean over positions of one place's activation."""
+    """A linear probe's logit on the mean over positions (from ``start``) of one place's
+    activation."""
 
     last_position_only = True
 
-    def __init__(self, place: str, weight_D: torch.Tensor, bias: float | torch.Tensor = 0.0):
-        self.place, self.weight_D, self.bias = place, weight_D, bias
+    def __init__(
+        self,
+        place: str,
+        weight_D: torch.Tensor,
+        bias: float | torch.Tensor = 0.0,
+        *,
+        start: int = 0,
+    ):
+        self.place, self.weight_D, self.bias, self.start = place, weight_D, bias, start
 
     def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
-        pooled_BD = adapter.read(self.place).mean(dim=1)
+        pooled_BD = adapter.read(self.place)[:, self.start :].mean(dim=1)
         return pooled_BD @ self.weight_D.to(pooled_BD) + self.bias
 
     def __repr__(self) -> str:

@@ -353,6 +353,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def cmd_shift(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from editing.bios import bios_file, read_labelled
+    from editing.shift import ShiftConfig, plot_results, run_shift
+
+    train = read_labelled(args.train or bios_file("train"))
+    test = read_labelled(args.test or bios_file("test"))
+    concept = ablate = None
+    if args.auto:
+        concept = read_labelled(
+            args.concept or bios_file("gender_concept"), fields=("text", "group")
+        )
+    else:
+        ablate = [_feature_ref(line, args.ablate) for line in args.ablate.read_text().split()]
+        if not ablate:
+            raise ValueError(f"{args.ablate}: the ablation list is empty")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    adapter.parse(args.place)
+    dictionaries = _load_dictionaries(args.dictionaries, None, args.device)
+    for place, feature in ablate or []:
+        if place not in dictionaries:
+            raise ValueError(f"{args.ablate}: no dictionary for {place} in {args.dictionaries}")
+        if not 0 <= feature < dictionaries[place].d_sae:
+            raise ValueError(
+                f"{args.ablate}: feature {feature} is beyond the dictionary at {place} "
+                f"(d_sae = {dictionaries[place].d_sae})"
+            )
+    config = ShiftConfig(place=args.place, candidates=args.candidates, seed=args.seed)
+    results = run_shift(
+        model, adapter, dictionaries, train, test, config,
+        concept=concept, ablate=ablate, retrain=args.retrain,
+    )  # fmt: skip
+    from dictionaries.files import write_text_atomic
+
+    write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
+    plot_results(results, args.out / "results.html")
+    table = {
+        m: {k: round(v, 3) for k, v in r.items() if k.endswith("acc")}
+        for m, r in results["methods"].items()
+    }
+    print(json.dumps({"out": str(args.out), "methods": table}))
+    return 0
+
+
+def _feature_ref(item: str, source: Path) -> tuple[str, int]:
+    place, _, feature = item.rpartition(":")
+    if not place or not feature.isdigit():
+        raise ValueError(f"{source}: {item!r} is not PLACE:FEATURE_ID")
+    return place, int(feature)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -451,6 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--node-threshold", type=float, default=0.1)
     demo.add_argument("--edge-threshold", type=float, default=0.02)
     demo.add_argument("--label-tokens", type=int, default=8192)
+
+    shift = sub.add_parser("shift", help="SHIFT: ablate spurious features of a probe classifier")
+    add_model_arguments(shift)
+    shift.add_argument("--dictionaries", required=True, type=Path)
+    shift.add_argument("--place", default="resid.12", help="where the probe reads (mean-pooled)")
+    shift.add_argument("--train", type=Path, help="ambiguous split JSONL (text, label, group)")
+    shift.add_argument("--test", type=Path, help="balanced split JSONL (text, label, group)")
+    shift.add_argument("--concept", type=Path, help="concept set JSONL (text, group) for --auto")
+    choose = shift.add_mutually_exclusive_group(required=True)
+    choose.add_argument("--ablate", type=Path, help="file of PLACE:FEATURE_ID to ablate")
+    choose.add_argument("--auto", action="store_true", help="let the concept-set judge choose")
+    shift.add_argument("--retrain", action="store_true", help="also retrain the probe")
+    shift.add_argument("--candidates", type=int, default=64)
+    shift.add_argument("--seed", type=int, default=0)
+    shift.add_argument("--out", required=True, type=Path)
 
     steer = sub.add_parser("steer", help="generate with and without a steering vector")
     add_model_arguments(steer)
