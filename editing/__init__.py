@@ -1,0 +1,1 @@
+"""Feature-level model editing: the SHIFT experiment (spurious-feature removal) and its data."""
