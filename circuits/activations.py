@@ -186,15 +186,19 @@ class SharedStream:
     """One activation stream feeding several dictionaries trained in lockstep: each model
     batch is computed once for every place, and every view sees the same rows.
 
-    Views must take equal batch sizes in turn (``train_dictionaries`` does); the run is not
-    resumable (checkpoints of the views hold no stream state).
+    Create every view before the first batch is drawn; views must then take equal batch
+    sizes in turn (``train_dictionaries`` does). The run is not resumable (checkpoints of the
+    views hold no stream state).
     """
 
     def __init__(self, source: ModelActivationSource) -> None:
         self.source = source
         self.queues: dict[int, list[torch.Tensor]] = {}
+        self.drawn = False
 
     def view(self, place: str, target_place: str | None = None) -> PlaceView:
+        if any(self.queues.values()) or self.drawn:
+            raise RuntimeError("create every view before the first batch is drawn")
         view = PlaceView(self, place, target_place)
         self.queues[id(view)] = []
         return view
@@ -202,6 +206,7 @@ class SharedStream:
     def rows_for(self, view: PlaceView, batch_size: int) -> torch.Tensor:
         queue = self.queues[id(view)]
         if not queue:
+            self.drawn = True
             rows = self.source.take_rows(batch_size)
             for other in self.queues.values():
                 other.append(rows)

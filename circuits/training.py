@@ -129,9 +129,10 @@ def train_on_model(
         }
     else:
         stream = SharedStream(source)
+        views = {place: stream.view(place) for place in places}  # all before any batch is drawn
         trainers = {
             place: DictionaryTrainer(
-                stream.view(place),
+                views[place],
                 config,
                 out_dir=None if out is None else out / place,
                 place=place,
