@@ -31,6 +31,7 @@ import torch
 from ..base import Dictionary, DictionaryConfig, DictionaryError
 from ..files import read_safetensors
 from ..native import from_state_dict
+from .common import take
 
 _LAYER_FILE = re.compile(r"^layer_(\d+)\.safetensors$")
 
@@ -97,26 +98,17 @@ def _the_file(path: Path) -> Path:
     return files[0]
 
 
-def _take(state: dict[str, torch.Tensor], key: str, file: Path, ndim: int) -> torch.Tensor:
-    if key not in state:
-        raise DictionaryError(f"{file}: missing key {key!r} (has {sorted(state)})")
-    tensor = state.pop(key)
-    if tensor.ndim != ndim:
-        raise DictionaryError(f"{file}: {key} has shape {tuple(tensor.shape)}, expected {ndim}-D")
-    return tensor
-
-
 def _circuit_tracer(state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
     if "k" in state:
         raise DictionaryError(
             f"{file}: TopK transcoders keep negative top-k values in circuit-tracer; "
             "our topk applies a ReLU, so this file cannot be read exactly"
         )
-    W_enc = _take(state, "W_enc", file, 2)
+    W_enc = take(state, "W_enc", 2, file)
     native = {
-        "b_enc": _take(state, "b_enc", file, 1),
-        "W_dec": _take(state, "W_dec", file, 2),
-        "b_dec": _take(state, "b_dec", file, 1),
+        "b_enc": take(state, "b_enc", 1, file),
+        "W_dec": take(state, "W_dec", 2, file),
+        "b_dec": take(state, "b_dec", 1, file),
     }
     expected = (native["b_enc"].shape[0], native["b_dec"].shape[0])
     if tuple(W_enc.shape) != expected:
@@ -128,18 +120,18 @@ def _circuit_tracer(state: dict[str, torch.Tensor], file: Path) -> dict[str, tor
     if "activation_function.threshold" in state:
         native["threshold"] = state.pop("activation_function.threshold")
     if "W_skip" in state:
-        native["W_skip"] = _take(state, "W_skip", file, 2).T
+        native["W_skip"] = take(state, "W_skip", 2, file).T
     return native
 
 
 def _gemma_scope_2(state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
     native = {
-        "W_enc": _take(state, "w_enc", file, 2),
-        "W_dec": _take(state, "w_dec", file, 2),
-        "b_enc": _take(state, "b_enc", file, 1),
-        "b_dec": _take(state, "b_dec", file, 1),
-        "threshold": _take(state, "threshold", file, 1),
+        "W_enc": take(state, "w_enc", 2, file),
+        "W_dec": take(state, "w_dec", 2, file),
+        "b_enc": take(state, "b_enc", 1, file),
+        "b_dec": take(state, "b_dec", 1, file),
+        "threshold": take(state, "threshold", 1, file),
     }
     if "affine_skip_connection" in state:
-        native["W_skip"] = _take(state, "affine_skip_connection", file, 2)
+        native["W_skip"] = take(state, "affine_skip_connection", 2, file)
     return native

@@ -39,6 +39,7 @@ import torch
 
 from ..base import Dictionary, DictionaryConfig, DictionaryError, config_from_file
 from ..native import from_state_dict
+from .common import take
 
 WEIGHTS_FILE = "ae.pt"
 CONFIG_FILE = "config.json"
@@ -128,24 +129,13 @@ def _infer_class(state: dict[str, torch.Tensor], weights: Path) -> str:
     )
 
 
-def _take(state: dict[str, torch.Tensor], key: str, ndim: int, weights: Path) -> torch.Tensor:
-    if key not in state:
-        raise DictionaryError(f"{weights}: missing key {key!r} (has {sorted(state)})")
-    tensor = state.pop(key)
-    if tensor.ndim != ndim:
-        raise DictionaryError(
-            f"{weights}: {key} has shape {tuple(tensor.shape)}, expected {ndim}-D"
-        )
-    return tensor
-
-
 def _done(state: dict[str, torch.Tensor], weights: Path, dict_class: str) -> None:
     if state:
         raise DictionaryError(f"{weights}: unexpected keys {sorted(state)} for a {dict_class}")
 
 
 def _k(state: dict[str, torch.Tensor], block: dict[str, Any], weights: Path) -> int:
-    saved = int(_take(state, "k", 0, weights).item()) if "k" in state else None
+    saved = int(take(state, "k", 0, weights).item()) if "k" in state else None
     configured = block.get("k")
     if saved is not None and configured is not None and saved != configured:
         raise DictionaryError(f"{weights}: k buffer is {saved}, config.json says k={configured}")
@@ -157,10 +147,10 @@ def _k(state: dict[str, torch.Tensor], block: dict[str, Any], weights: Path) -> 
 
 def _autoencoder(state, block, weights):
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "encoder.bias", 1, weights),
-        "W_dec": _take(state, "decoder.weight", 2, weights).T,
-        "b_dec": _take(state, "bias", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "encoder.bias", 1, weights),
+        "W_dec": take(state, "decoder.weight", 2, weights).T,
+        "b_dec": take(state, "bias", 1, weights),
     }
     _done(state, weights, "AutoEncoder")
     return "relu", True, native, None
@@ -168,10 +158,10 @@ def _autoencoder(state, block, weights):
 
 def _autoencoder_new(state, block, weights):
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "encoder.bias", 1, weights),
-        "W_dec": _take(state, "decoder.weight", 2, weights).T,
-        "b_dec": _take(state, "decoder.bias", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "encoder.bias", 1, weights),
+        "W_dec": take(state, "decoder.weight", 2, weights).T,
+        "b_dec": take(state, "decoder.bias", 1, weights),
     }
     _done(state, weights, "AutoEncoderNew")
     return "relu", False, native, None
@@ -179,22 +169,20 @@ def _autoencoder_new(state, block, weights):
 
 def _gated(state, block, weights):
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "gate_bias", 1, weights),
-        "W_dec": _take(state, "decoder.weight", 2, weights).T,
-        "b_dec": _take(state, "decoder_bias", 1, weights),
-        "r_mag": _take(state, "r_mag", 1, weights),
-        "b_mag": _take(state, "mag_bias", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "gate_bias", 1, weights),
+        "W_dec": take(state, "decoder.weight", 2, weights).T,
+        "b_dec": take(state, "decoder_bias", 1, weights),
+        "r_mag": take(state, "r_mag", 1, weights),
+        "b_mag": take(state, "mag_bias", 1, weights),
     }
     _done(state, weights, "GatedAutoEncoder")
     return "gated", True, native, None
 
 
 def _jumprelu(state, block, weights):
-    native = {name: _take(state, name, 2, weights) for name in ("W_enc", "W_dec")}
-    native.update(
-        {name: _take(state, name, 1, weights) for name in ("b_enc", "b_dec", "threshold")}
-    )
+    native = {name: take(state, name, 2, weights) for name in ("W_enc", "W_dec")}
+    native.update({name: take(state, name, 1, weights) for name in ("b_enc", "b_dec", "threshold")})
     _done(state, weights, "JumpReluAutoEncoder")
     return "jumprelu", False, native, None
 
@@ -203,10 +191,10 @@ def _topk(state, block, weights):
     k = _k(state, block, weights)
     state.pop("threshold", None)  # only used by encode(use_threshold=True), off by default
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "encoder.bias", 1, weights),
-        "W_dec": _take(state, "decoder.weight", 2, weights).T,
-        "b_dec": _take(state, "b_dec", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "encoder.bias", 1, weights),
+        "W_dec": take(state, "decoder.weight", 2, weights).T,
+        "b_dec": take(state, "b_dec", 1, weights),
     }
     _done(state, weights, "AutoEncoderTopK")
     return "topk", True, native, k
@@ -218,16 +206,16 @@ def _threshold(state, weights, dict_class):
             f"{weights}: {dict_class} without a threshold buffer encodes with a batch-level "
             "top-k, which depends on the batch; it cannot be read as a per-token dictionary"
         )
-    return _take(state, "threshold", 0, weights)
+    return take(state, "threshold", 0, weights)
 
 
 def _batchtopk(state, block, weights):
     k = _k(state, block, weights)
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "encoder.bias", 1, weights),
-        "W_dec": _take(state, "decoder.weight", 2, weights).T,
-        "b_dec": _take(state, "b_dec", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "encoder.bias", 1, weights),
+        "W_dec": take(state, "decoder.weight", 2, weights).T,
+        "b_dec": take(state, "b_dec", 1, weights),
         "threshold": _threshold(state, weights, "BatchTopKSAE"),
     }
     _done(state, weights, "BatchTopKSAE")
@@ -236,10 +224,10 @@ def _batchtopk(state, block, weights):
 
 def _matryoshka(state, block, weights):
     k = _k(state, block, weights)
-    native = {name: _take(state, name, 2, weights) for name in ("W_enc", "W_dec")}
-    native.update({name: _take(state, name, 1, weights) for name in ("b_enc", "b_dec")})
+    native = {name: take(state, name, 2, weights) for name in ("W_enc", "W_dec")}
+    native.update({name: take(state, name, 1, weights) for name in ("b_enc", "b_dec")})
     native["threshold"] = _threshold(state, weights, "MatryoshkaBatchTopKSAE")
-    groups = _take(state, "group_sizes", 1, weights)
+    groups = take(state, "group_sizes", 1, weights)
     if int(groups.sum()) != native["W_enc"].shape[1]:
         raise DictionaryError(f"{weights}: group_sizes do not add up to dict_size")
     _done(state, weights, "MatryoshkaBatchTopKSAE")

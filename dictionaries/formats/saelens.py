@@ -33,9 +33,10 @@ from typing import Any
 
 import torch
 
-from ..base import Dictionary, DictionaryConfig, DictionaryError, config_from_file
+from ..base import Dictionary, DictionaryConfig, DictionaryError
 from ..files import read_safetensors
 from ..native import from_state_dict
+from .common import json_object
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -61,9 +62,7 @@ def detect(path: Path) -> bool:
 
 def read(path: Path) -> Dictionary:
     cfg_path, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-    cfg = config_from_file(cfg_path)
-    if not isinstance(cfg, dict):
-        raise DictionaryError(f"{cfg_path}: expected a JSON object")
+    cfg = json_object(cfg_path)
     metadata = cfg.get("metadata") or cfg.get("meta") or {}
     if not isinstance(metadata, dict):
         raise DictionaryError(f"{cfg_path}: 'metadata' is not a JSON object")

@@ -27,11 +27,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..base import Dictionary, DictionaryConfig, DictionaryError, config_from_file
+from ..base import Dictionary, DictionaryConfig, DictionaryError
 from ..files import read_safetensors
 from ..native import from_state_dict
+from .common import json_object, take
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -46,22 +45,20 @@ def detect(path: Path) -> bool:
 
 def read(path: Path) -> Dictionary:
     cfg_path, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
-    cfg = config_from_file(cfg_path)
-    if not isinstance(cfg, dict):
-        raise DictionaryError(f"{cfg_path}: expected a JSON object")
+    cfg = json_object(cfg_path)
     _check_options(cfg, cfg_path)
     transcode = bool(cfg.get("transcode", False))
 
     state = dict(read_safetensors(weights, DictionaryError))
     native = {
-        "W_enc": _take(state, "encoder.weight", 2, weights).T,
-        "b_enc": _take(state, "encoder.bias", 1, weights),
-        "W_dec": _take(state, "W_dec", 2, weights),
-        "b_dec": _take(state, "b_dec", 1, weights),
+        "W_enc": take(state, "encoder.weight", 2, weights).T,
+        "b_enc": take(state, "encoder.bias", 1, weights),
+        "W_dec": take(state, "W_dec", 2, weights),
+        "b_dec": take(state, "b_dec", 1, weights),
     }
     skip = cfg.get("skip_connection")
     if skip or (skip is None and "W_skip" in state):
-        native["W_skip"] = _take(state, "W_skip", 2, weights).T
+        native["W_skip"] = take(state, "W_skip", 2, weights).T
     if state:
         raise DictionaryError(f"{weights}: unexpected keys {sorted(state)}")
 
@@ -100,17 +97,6 @@ def _expanded(cfg: dict[str, Any], d_in: Any) -> Any:
     if isinstance(factor, int) and isinstance(d_in, int):
         return d_in * factor
     return None
-
-
-def _take(state: dict[str, torch.Tensor], key: str, ndim: int, weights: Path) -> torch.Tensor:
-    if key not in state:
-        raise DictionaryError(f"{weights}: missing key {key!r} (has {sorted(state)})")
-    tensor = state.pop(key)
-    if tensor.ndim != ndim:
-        raise DictionaryError(
-            f"{weights}: {key} has shape {tuple(tensor.shape)}, expected {ndim}-D"
-        )
-    return tensor
 
 
 def _hookpoint_place(name: str, transcode: bool) -> tuple[str | None, str | None]:
