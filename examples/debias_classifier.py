@@ -1,0 +1,49 @@
+"""SHIFT on the generated biographies: a profession probe that leans on gender, debiased by
+ablating the features an automatic judge marks as gender features.
+
+    python examples/debias_classifier.py [--place resid.12] [--examples 0] [--out shift_out]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from circuits.models import load_model
+from dictionaries.files import write_text_atomic
+from dictionaries.sets import load_dictionary_set
+from editing.bios import bios_file, read_labelled
+from editing.shift import ShiftConfig, plot_results, run_shift
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--place", default="resid.12")
+parser.add_argument("--dictionaries", default="starter/smollm2-135m")
+parser.add_argument("--examples", type=int, default=0, help="per split (0: all)")
+parser.add_argument("--out", default="shift_out")
+args = parser.parse_args()
+
+
+def data(name, fields=("text", "label", "group")):
+    rows = read_labelled(bios_file(name), fields=fields)
+    return rows[: args.examples] if args.examples else rows
+
+
+model, adapter = load_model("smollm2-135m")
+dictionaries = load_dictionary_set(args.dictionaries)
+results = run_shift(
+    model,
+    adapter,
+    dictionaries,
+    data("train"),
+    data("test"),
+    ShiftConfig(place=args.place),
+    concept=data("gender_concept", ("text", "group")),
+)
+out = Path(args.out)
+out.mkdir(exist_ok=True)
+write_text_atomic(out / "results.json", json.dumps(results, indent=1))
+plot_results(results, out / "results.html")
+for method, scores in results["methods"].items():
+    print(
+        f"{method:>15}: task {scores['task_acc']:.3f}  spurious {scores['spurious_acc']:.3f}  "
+        f"worst group {scores['worst_group_acc']:.3f}"
+    )
