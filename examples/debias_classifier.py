@@ -15,7 +15,7 @@ from editing.bios import bios_file, read_labelled
 from editing.shift import ShiftConfig, plot_results, run_shift
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--place", default="resid.12")
+parser.add_argument("--place", default="resid.16")
 parser.add_argument("--dictionaries", default="starter/smollm2-135m")
 parser.add_argument("--examples", type=int, default=0, help="per split (0: all)")
 parser.add_argument("--out", default="shift_out")

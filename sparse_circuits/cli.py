@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     shift = sub.add_parser("shift", help="SHIFT: ablate spurious features of a probe classifier")
     add_model_arguments(shift)
     shift.add_argument("--dictionaries", required=True, type=Path)
-    shift.add_argument("--place", default="resid.12", help="where the probe reads (mean-pooled)")
+    shift.add_argument("--place", default="resid.16", help="where the probe reads (mean-pooled)")
     shift.add_argument("--train", type=Path, help="ambiguous split JSONL (text, label, group)")
     shift.add_argument("--test", type=Path, help="balanced split JSONL (text, label, group)")
     shift.add_argument("--concept", type=Path, help="concept set JSONL (text, group) for --auto")
