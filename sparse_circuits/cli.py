@@ -317,7 +317,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         edge_threshold=args.edge_threshold,
         label_tokens=args.label_tokens,
     )
-    batches = load_prompt_batches(model.tokenizer, train)
+    batches = [b.split(args.examples)[0] for b in load_prompt_batches(model.tokenizer, train)]
     settings = {
         "model": "smollm2-135m",
         "dictionaries": str(args.dictionaries),
@@ -500,10 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--template", default="across_rc", choices=["simple", "across_pp", "across_rc", "within_rc"]
     )
-    demo.add_argument("--method", default="ig", choices=["attrib", "ig"])
+    demo.add_argument("--method", default="attrib", choices=["attrib", "ig"])
+    demo.add_argument("--examples", type=int, default=64, help="training prompts used")
     demo.add_argument("--node-threshold", type=float, default=0.1)
     demo.add_argument("--edge-threshold", type=float, default=0.02)
-    demo.add_argument("--label-tokens", type=int, default=8192)
+    demo.add_argument("--label-tokens", type=int, default=4096)
 
     shift = sub.add_parser("shift", help="SHIFT: ablate spurious features of a probe classifier")
     add_model_arguments(shift)

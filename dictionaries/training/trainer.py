@@ -290,7 +290,8 @@ class DictionaryTrainer:
         }
         if self.out_dir is not None and self.rank == 0:
             final.save(self.out_dir)
-            self.save_checkpoint()
+            if config.checkpoint_every:
+                self.save_checkpoint()
         return final
 
 
