@@ -16,8 +16,8 @@ For every batch:
    run gives the deltas;
 2. ``hold_fixed`` clean run: at each place the features and error as functions of upstream
    leaves (``upstream_features``/``upstream_error``) and the metric's direct gradients;
-3. per downstream place, find the upstream places with a direct path (one probing backward),
-   then compute the vector-Jacobian products of many downstream nodes at once
+3. per downstream place, compute the vector-Jacobian products of many downstream nodes at once
+   with respect to every earlier place (the ones without a direct path come back empty)
    (``torch.autograd.grad(..., is_grads_batched=True)``), chunked to bound memory, contract
    them with the upstream deltas and keep the pairs whose both ends are selected nodes.
 
@@ -46,6 +46,9 @@ NodeKey = tuple[str, int, int]
 """``(place, feature, position)``: feature ``-1`` is the error node, position ``-1`` means
 summed over positions; ``METRIC_NODE`` is the metric."""
 METRIC_NODE: NodeKey = ("metric", -1, -1)
+DIRECT_PLACES = 4
+"""Most places with a direct path into one place (resid.L: resid.L-1, attn.L, mlp.L, and a
+transcoder's input), for sizing the chunks of batched vector-Jacobian products."""
 
 
 @dataclass
@@ -159,22 +162,12 @@ def edge_effects(
             if not before:
                 continue
             out_f, out_e = held[down_place].upstream_features, held[down_place].upstream_error
-            probe = torch.autograd.grad(
-                [out_f, out_e],
-                [t for p in before for t in (held[p].features, held[p].error)],
-                grad_outputs=[total_f[down_place], total_e[down_place]],
-                retain_graph=True,
-                allow_unused=True,
-            )
-            direct = [
-                p
-                for i, p in enumerate(before)
-                if any(g is not None and bool(g.any()) for g in probe[2 * i : 2 * i + 2])
-            ]
-            if not direct:
-                continue
+            # every earlier place is an input: autograd returns None, at no cost, for the ones
+            # with no direct path (hold_fixed cut them), so no probing pass is needed
+            direct = before
             inputs = [t for p in direct for t in (held[p].features, held[p].error)]
-            per_node = sum(t.numel() for t in inputs) + out_f.numel() + out_e.numel()
+            widest = max(held[p].features.numel() + held[p].error.numel() for p in direct)
+            per_node = DIRECT_PLACES * widest + out_f.numel() + out_e.numel()
             size = max(1, chunk_elements // per_node) if batched else 1
             for start in range(0, len(downstream), size):
                 nodes = downstream[start : start + size]
@@ -197,6 +190,8 @@ def edge_effects(
                     ]
                 for i, up_place in enumerate(direct):
                     g_f, g_e = grads[2 * i], grads[2 * i + 1]
+                    if g_f is None and g_e is None:
+                        continue  # no direct path from this place
                     v = values[up_place]
                     g_f = torch.zeros(len(nodes), *v.delta_features.shape) if g_f is None else g_f
                     g_e = torch.zeros(len(nodes), *v.delta_error.shape) if g_e is None else g_e
