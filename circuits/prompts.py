@@ -9,13 +9,14 @@ patch counterpart count as unchanged (``align_patch``).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dictionaries.files import jsonl_records
 
 __all__ = [
     "Example",
@@ -109,26 +110,11 @@ OPTIONAL = ("patch_prefix", "patch_answer")
 
 def read_prompts(path: str | Path) -> list[Example]:
     """Read a JSONL prompt set; every problem names the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise PromptError(f"{path}: prompt file not found")
     examples = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise PromptError(f"{path}: not UTF-8 text ({error})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PromptError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise PromptError(f"{path}:{number}: expected a JSON object")
+    for where, record in jsonl_records(path, PromptError, what="prompt file"):
         missing = [field for field in REQUIRED if not isinstance(record.get(field), str)]
         if missing:
-            raise PromptError(f"{path}:{number}: missing or non-string field(s) {missing}")
+            raise PromptError(f"{where}: missing or non-string field(s) {missing}")
         examples.append(Example(**{k: record[k] for k in REQUIRED + OPTIONAL if k in record}))
     if not examples:
         raise PromptError(f"{path}: no examples")

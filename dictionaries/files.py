@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-__all__ = ["atomic_path", "write_text_atomic", "read_safetensors", "write_safetensors"]
+__all__ = [
+    "atomic_path",
+    "jsonl_records",
+    "read_safetensors",
+    "write_safetensors",
+    "write_text_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -61,3 +68,28 @@ def read_safetensors(
         return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise error(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def jsonl_records(
+    path: str | Path, error: type[Exception] = ValueError, *, what: str = "file"
+) -> Iterator[tuple[str, dict]]:
+    """``("file:line", object)`` for every non-blank line of a JSONL file; a missing file,
+    non-UTF-8 text, a line that is not JSON or not an object raises ``error`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise error(f"{where}: expected a JSON object")
+        yield where, record

@@ -32,6 +32,8 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
+from dictionaries.files import jsonl_records
+
 __all__ = [
     "BiosError",
     "DATA_DIR",
@@ -483,23 +485,8 @@ def read_labelled(
     string, every other field 0 or 1, and each such field must hold both classes. Every
     problem names the file (and line)."""
     path = Path(path)
-    if not path.is_file():
-        raise BiosError(f"{path}: file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise BiosError(f"{path}: not UTF-8 text ({error})") from None
     examples = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BiosError(f"{where}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise BiosError(f"{where}: expected a JSON object")
+    for where, record in jsonl_records(path, BiosError):
         missing = [field for field in fields if field not in record]
         if missing:
             raise BiosError(f"{where}: missing field(s) {missing}")
