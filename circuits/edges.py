@@ -164,9 +164,8 @@ def edge_effects(
             out_f, out_e = held[down_place].upstream_features, held[down_place].upstream_error
             # every earlier place is an input: autograd returns None, at no cost, for the ones
             # with no direct path (hold_fixed cut them), so no probing pass is needed
-            direct = before
-            inputs = [t for p in direct for t in (held[p].features, held[p].error)]
-            widest = max(held[p].features.numel() + held[p].error.numel() for p in direct)
+            inputs = [t for p in before for t in (held[p].features, held[p].error)]
+            widest = max(held[p].features.numel() + held[p].error.numel() for p in before)
             per_node = DIRECT_PLACES * widest + out_f.numel() + out_e.numel()
             size = max(1, chunk_elements // per_node) if batched else 1
             for start in range(0, len(downstream), size):
@@ -188,7 +187,7 @@ def edge_effects(
                             allow_unused=True,
                         )  # fmt: skip
                     ]
-                for i, up_place in enumerate(direct):
+                for i, up_place in enumerate(before):
                     g_f, g_e = grads[2 * i], grads[2 * i + 1]
                     if g_f is None and g_e is None:
                         continue  # no direct path from this place

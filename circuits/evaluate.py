@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dictionaries.files import require_folder
 from dictionaries.sets import load_dictionary_set
 
 from .attribution import AttributionConfig, node_effects
@@ -55,8 +56,8 @@ def evaluate_circuit_file(
     folder = dictionaries or settings.get("dictionaries")
     if model_name is None or folder is None:
         raise CircuitFileError(f"{circuit}: settings name no model or dictionaries; pass them")
-    if curve is not None and not Path(curve).parent.is_dir():
-        raise FileNotFoundError(f"{curve}: folder {Path(curve).parent} does not exist")
+    if curve is not None:
+        require_folder(curve)  # fail before the slow part
     lm, adapter = load_model(model_name, device=device)
     dicts = load_dictionary_set(folder, settings.get("places"), device=device)
     aggregation = settings.get("aggregation", "sum")

@@ -17,9 +17,18 @@ __all__ = [
     "atomic_path",
     "jsonl_records",
     "read_safetensors",
+    "require_folder",
     "write_safetensors",
     "write_text_atomic",
 ]
+
+
+def require_folder(path: str | Path) -> Path:
+    """``path``, after checking that the folder it would be written into exists."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    return path
 
 
 @contextlib.contextmanager
@@ -28,9 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     A reader never sees a half-written file: either the old file (or none) or the whole new one.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    path = require_folder(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)

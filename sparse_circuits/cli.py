@@ -150,11 +150,11 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from circuits.graph import save_circuit
     from circuits.models import load_model
     from circuits.prompts import read_prompts
+    from dictionaries.files import require_folder
 
-    outputs = [p for p in (args.out, args.html, args.graphml) if p is not None]
-    for path in outputs:  # fail before the slow part, not after it
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    for path in (args.out, args.html, args.graphml):  # fail before the slow part
+        if path is not None:
+            require_folder(path)
     config = DiscoverConfig(
         attribution=AttributionConfig(
             method=args.method,
