@@ -15,7 +15,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Place", "PlaceError", "KINDS", "parse_place", "all_places", "forward_order"]
+__all__ = [
+    "Place",
+    "PlaceError",
+    "KINDS",
+    "parse_place",
+    "all_places",
+    "forward_order",
+    "spaced_layers",
+]
 
 KINDS = ("attn", "mlp_in", "mlp", "resid")
 """Per-block kinds, in the order the forward pass produces them."""
@@ -69,3 +77,11 @@ def forward_order(names: Iterable[str], n_layers: int) -> list[str]:
     """Sort place names into the order the forward pass produces them (duplicates removed)."""
     places = {parse_place(name, n_layers) for name in names}
     return [place.name for place in sorted(places, key=lambda p: p.order)]
+
+
+def spaced_layers(n_layers: int, count: int) -> list[int]:
+    """``count`` layers evenly spread over ``n_layers``, each the middle of its share:
+    ``spaced_layers(30, 5) == [3, 9, 15, 21, 27]``."""
+    if not 0 < count <= n_layers:
+        raise ValueError(f"cannot choose {count} of {n_layers} layers")
+    return [int((i + 0.5) * n_layers / count) for i in range(count)]

@@ -109,7 +109,10 @@ def train_on_model(
     activation = activation or ActivationConfig(place=places[0], seed=config.seed)
     activation.place, activation.target_place = places[0], transcoder_out
     row_bytes = 4 * sum(adapter.width(p) for p in {*places, *filter(None, [transcoder_out])})
-    activation.buffer_tokens = min(activation.buffer_tokens, BUFFER_BYTES // row_bytes)
+    run_tokens = config.steps * config.batch_size  # a buffer beyond twice the run only delays it
+    activation.buffer_tokens = min(
+        activation.buffer_tokens, BUFFER_BYTES // row_bytes, 2 * run_tokens
+    )
     source = ModelActivationSource(
         model, adapter, split.train, activation, rank=rank, world=world, places=places
     )

@@ -1,7 +1,7 @@
 """SHIFT on the generated biographies: a profession probe that leans on gender, debiased by
 ablating the features an automatic judge marks as gender features.
 
-    python examples/debias_classifier.py [--place resid.12] [--examples 0] [--out shift_out]
+    python examples/debias_classifier.py [--place resid.16] [--examples 0] [--out shift_out]
 """
 
 import argparse
@@ -14,9 +14,11 @@ from dictionaries.sets import load_dictionary_set
 from editing.bios import bios_file, read_labelled
 from editing.shift import ShiftConfig, plot_results, run_shift
 
+STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--place", default="resid.16")
-parser.add_argument("--dictionaries", default="starter/smollm2-135m")
+parser.add_argument("--dictionaries", default=str(STARTER))
 parser.add_argument("--examples", type=int, default=0, help="per split (0: all)")
 parser.add_argument("--out", default="shift_out")
 args = parser.parse_args()
@@ -39,7 +41,7 @@ results = run_shift(
     concept=data("gender_concept", ("text", "group")),
 )
 out = Path(args.out)
-out.mkdir(exist_ok=True)
+out.mkdir(parents=True, exist_ok=True)
 write_text_atomic(out / "results.json", json.dumps(results, indent=1))
 plot_results(results, out / "results.html")
 for method, scores in results["methods"].items():

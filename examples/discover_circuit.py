@@ -6,6 +6,7 @@ dictionaries, and check it on the held-out split.
 
 import argparse
 import fnmatch
+from pathlib import Path
 
 from circuits.agreement import agreement_file
 from circuits.attribution import AttributionConfig
@@ -15,9 +16,11 @@ from circuits.graph import save_circuit, select_nodes
 from circuits.models import load_model
 from dictionaries.sets import list_dictionary_set, load_dictionary_set
 
+STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--template", default="across_rc")
-parser.add_argument("--dictionaries", default="starter/smollm2-135m")
+parser.add_argument("--dictionaries", default=str(STARTER))
 parser.add_argument("--places", default="resid.*", help="shell pattern over the set's places")
 parser.add_argument("--examples", type=int, default=64, help="prompts used (0: all)")
 parser.add_argument("--method", default="ig")

@@ -1,5 +1,6 @@
 """The paper's setting: Pythia-70M-deduped with the published feature-circuits dictionaries
-(32768 features per place). Needs a network to download both; offline it stops with one line.
+(32768 features per place). The model comes from the Hugging Face hub, so this needs a
+network; offline it stops with one line.
 
     python examples/pythia_feature_circuits.py --dictionaries DIR [--prompts FILE]
 
@@ -9,30 +10,36 @@ the published ae.pt (dictionary_learning format).
 
 import argparse
 import sys
+from pathlib import Path
 
 from circuits.agreement import agreement_file
 from circuits.attribution import AttributionConfig
 from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
 from circuits.graph import save_circuit
 from circuits.models import ModelLoadError, hub_reachable, load_model
+from dictionaries import DictionaryError
 from dictionaries.sets import load_dictionary_set
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="EleutherAI/pythia-70m-deduped")
-parser.add_argument("--dictionaries", required=False)
+parser.add_argument("--dictionaries", help="folder of the published dictionaries (required)")
 parser.add_argument("--prompts", default=str(agreement_file("across_rc", "train")))
 parser.add_argument("--out", default="pythia_circuit.json")
 args = parser.parse_args()
 
-if not hub_reachable():
-    sys.exit(f"error: {args.model} must be downloaded from the model hub, which is not reachable")
-try:
-    model, adapter = load_model(args.model)
-except ModelLoadError as error:
-    sys.exit(f"error: {error}")
+# Checked first, so that offline the run ends with this one line.
+if not Path(args.model).is_dir() and not hub_reachable():
+    sys.exit(
+        f"error: {args.model} is downloaded from the Hugging Face hub, which is not reachable "
+        "(no network, or HF_HUB_OFFLINE is set)"
+    )
 if not args.dictionaries:
     sys.exit("error: pass --dictionaries, a folder of the published Pythia-70M dictionaries")
-dictionaries = load_dictionary_set(args.dictionaries)
+try:
+    dictionaries = load_dictionary_set(args.dictionaries)
+    model, adapter = load_model(args.model)
+except (DictionaryError, ModelLoadError) as error:
+    sys.exit(f"error: {error}")
 batches = load_prompt_batches(model.tokenizer, args.prompts)
 config = DiscoverConfig(AttributionConfig(method="ig"), node_threshold=0.1)
 graph, _ = discover_circuit(model, adapter, dictionaries, batches, config)

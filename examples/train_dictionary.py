@@ -17,6 +17,7 @@ parser.add_argument("--tokens", type=int, default=200_000)
 parser.add_argument("--batch-size", type=int, default=2048)
 parser.add_argument("--dict-size", type=int, default=2048)
 parser.add_argument("--k", type=int, default=32)
+parser.add_argument("--eval-tokens", type=int, default=2048, help="held-out tokens for the metrics")
 parser.add_argument("--out", default="my_sae")
 args = parser.parse_args()
 
@@ -36,6 +37,6 @@ dictionary = train_on_model(
     model_name="smollm2-135m",
     out_dir=args.out,
     overwrite=True,
-    eval_tokens=2048,
+    eval_tokens=args.eval_tokens,
 )[args.place]
 print(json.dumps(dictionary.config.metrics, indent=1))

@@ -4,7 +4,7 @@ import nnsight
 import pytest
 import torch
 
-from circuits.places import PlaceError, all_places, forward_order, parse_place
+from circuits.places import PlaceError, all_places, forward_order, parse_place, spaced_layers
 
 from .conftest import N_LAYERS
 
@@ -67,3 +67,13 @@ def test_place_names_and_order():
 def test_unknown_place_lists_valid_ones(bad):
     with pytest.raises(PlaceError, match=r"valid places are embed, attn\.0\.\.2"):
         parse_place(bad, 3)
+
+
+@pytest.mark.parametrize("n_layers,count", [(30, 5), (6, 6), (7, 3), (26, 4), (1, 1)])
+def test_spaced_layers_are_the_middles_of_equal_shares(n_layers, count):
+    layers = spaced_layers(n_layers, count)
+    assert len(set(layers)) == count
+    for i, layer in enumerate(layers):  # layer i lies in share i: [i n / count, (i+1) n / count)
+        assert i * n_layers / count <= layer < (i + 1) * n_layers / count
+    with pytest.raises(ValueError, match="cannot choose"):
+        spaced_layers(n_layers, n_layers + 1)
