@@ -5,7 +5,8 @@ experiment (Marks et al. 2024, section 4).
   positions except the first (the attention sink). Texts are sorted by token length and
   right-padded within a batch; a causal model's activations at real positions do not depend
   on the padding after them, and only real positions are averaged, so a text's result is the
-  one it gets alone.
+  one it gets alone. Optionally each token's activations are first encoded (e.g. by a
+  dictionary, to pool feature activations), and a one-token text pools its only position.
 - ``train_probe``: L2-regularised logistic regression, full-batch Adam on standardised
   activations; the standardisation is folded into the returned ``LinearProbe``, which reads
   raw pooled activations.
@@ -16,7 +17,7 @@ experiment (Marks et al. 2024, section 4).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,14 @@ class ProbeError(ValueError):
     """A probe file that cannot be read, or data a probe cannot be trained on."""
 
 
-def _token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+def _token_ids(tokenizer: Any, texts: Sequence[str], *, allow_single: bool) -> list[list[int]]:
     ids = [tokenizer(text).input_ids for text in texts]
+    shortest = 1 if allow_single else 2
     for index, row in enumerate(ids):
-        if len(row) < 2:
+        if len(row) < shortest:
             raise ValueError(
                 f"text {index} ({texts[index]!r}) has {len(row)} token(s); pooling leaves out "
-                "the first position, so every text needs at least 2"
+                f"the first position, so every text needs at least {shortest}"
             )
     return ids
 
@@ -57,20 +59,28 @@ def pooled_activations_at(
     places: Sequence[str],
     *,
     batch_size: int = 16,
+    encoders: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    allow_single: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``place -> (N, d_model)`` float32 mean-pooled activations of every text (one forward
-    pass per batch serves every place; it stops at the deepest place)."""
+    pass per batch serves every place; it stops at the deepest place).
+
+    ``encoders``: place -> a function applied to every token's activations before pooling,
+    ``(B, T, d_model) -> (B, T, k)`` (a dictionary's ``encode``, say); that place then gives
+    the ``(N, k)`` mean of the encoded tokens. ``allow_single``: a one-token text pools its
+    only position (it has none after the first) instead of being an error."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}")
     if not texts:
         raise ValueError("no texts to pool")
+    encoders = dict(encoders or {})
     places = adapter.sort(list(dict.fromkeys(places)))
-    ids = _token_ids(model.tokenizer, texts)
+    ids = _token_ids(model.tokenizer, texts, allow_single=allow_single)
     pad = model.tokenizer.pad_token_id
     pad = 0 if pad is None else pad
     device = next(model._module.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = {place: torch.empty(len(ids), adapter.width(place)) for place in places}
+    out: dict[str, torch.Tensor] = {}
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         lengths = torch.tensor([len(ids[i]) for i in rows])
@@ -79,12 +89,19 @@ def pooled_activations_at(
         for r, i in enumerate(rows):
             batch[r, : len(ids[i])] = torch.tensor(ids[i])
         acts = collect_activations(model, adapter, batch.to(device), places)
-        # positions 1 .. length-1 of each row: not the first, not the padding
+        # positions 1 .. length-1 of each row (0 too in a one-token row): not the padding
         positions = torch.arange(width)
-        mask = ((positions >= 1) & (positions < lengths[:, None])).float()  # (B, T)
+        first = (lengths > 1).long()[:, None]
+        mask = ((positions >= first) & (positions < lengths[:, None])).float()  # (B, T)
         for place in places:
-            values = acts[place].float().cpu()
+            values = acts[place]
+            if place in encoders:
+                with torch.no_grad():
+                    values = encoders[place](values)
+            values = values.float().cpu()
             pooled = (values * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            if place not in out:
+                out[place] = torch.empty(len(ids), pooled.shape[-1])
             out[place][torch.tensor(rows)] = pooled
     return out
 
@@ -96,10 +113,13 @@ def pooled_activations(
     place: str,
     *,
     batch_size: int = 16,
+    allow_single: bool = False,
 ) -> torch.Tensor:
     """``(N, d_model)`` float32: each text's activations at ``place``, averaged over its token
-    positions except the first."""
-    return pooled_activations_at(model, adapter, texts, [place], batch_size=batch_size)[place]
+    positions except the first (see ``pooled_activations_at`` for ``allow_single``)."""
+    return pooled_activations_at(
+        model, adapter, texts, [place], batch_size=batch_size, allow_single=allow_single
+    )[place]
 
 
 class LinearProbe:

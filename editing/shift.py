@@ -33,7 +33,13 @@ from circuits.prompts import PromptBatch
 from dictionaries import Dictionary
 
 from .interventions import FeatureAblation, intervene
-from .probe import LinearProbe, group_accuracies, pooled_activations, train_probe
+from .probe import (
+    LinearProbe,
+    group_accuracies,
+    pooled_activations,
+    pooled_activations_at,
+    train_probe,
+)
 
 __all__ = [
     "FeatureRef",
@@ -91,22 +97,30 @@ def _text_batches(tokenizer: Any, texts: Sequence[str]) -> list[PromptBatch]:
 
 
 def pooled_features(
-    model: Any, adapter: Any, dictionaries: Mapping[str, Dictionary], texts, refs
+    model: Any,
+    adapter: Any,
+    dictionaries: Mapping[str, Dictionary],
+    texts: Sequence[str],
+    refs: Sequence[FeatureRef],
+    *,
+    batch_size: int = 16,
 ) -> torch.Tensor:
     """``(N, len(refs))``: each text's mean activation (positions after the first) of each
-    referenced feature; one partial forward per text for all places."""
-    from circuits.activations import collect_activations
+    referenced feature; one partial forward per batch of texts serves every place."""
+    wanted: dict[str, list[int]] = {}
+    for place, feature in refs:
+        wanted.setdefault(place, []).append(feature)
 
-    places = sorted({p for p, _ in refs})
-    out = torch.zeros(len(texts), len(refs))
-    for row, text in enumerate(texts):
-        ids = model.tokenizer(text, return_tensors="pt").input_ids
-        acts = collect_activations(model, adapter, ids, places)
-        for place in places:
-            columns = [i for i, (p, _) in enumerate(refs) if p == place]
-            dictionary = dictionaries[place]
-            f = dictionary.encode(acts[place][0, 1:].to(dictionary.dtype))
-            out[row, columns] = f[:, [refs[i][1] for i in columns]].float().mean(0).cpu()
+    def encoder(dictionary: Dictionary, features: list[int]):
+        return lambda x_BTD: dictionary.encode(x_BTD.to(dictionary.dtype))[..., features]
+
+    encoders = {p: encoder(dictionaries[p], fs) for p, fs in wanted.items()}
+    pooled = pooled_activations_at(
+        model, adapter, texts, list(wanted), batch_size=batch_size, encoders=encoders
+    )
+    out = torch.empty(len(texts), len(refs))
+    for place in wanted:  # a place's columns hold its features in the order of refs
+        out[:, [i for i, (p, _) in enumerate(refs) if p == place]] = pooled[place]
     return out
 
 
@@ -181,8 +195,9 @@ def run_shift(
     # 3. the features to ablate
     if ablate is None:
         refs = [(c["place"], c["feature"]) for c in candidates]
+        concept_texts = [d["text"] for d in concept]
         activations = pooled_features(
-            model, adapter, dictionaries, [d["text"] for d in concept], refs
+            model, adapter, dictionaries, concept_texts, refs, batch_size=config.batch_size
         )
         groups = torch.tensor([d["group"] for d in concept])
         for column, candidate in enumerate(candidates):

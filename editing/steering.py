@@ -6,7 +6,8 @@ Vectors come from:
   times that row);
 - weighted features: ``sum_i w_i * W_dec[i]``;
 - contrastive activation addition (Rimsky et al. 2024): the mean activation at the place over
-  prompt set A minus the mean over set B (each prompt's positions after the first, averaged).
+  prompt set A minus the mean over set B (each prompt's positions after the first, averaged:
+  ``probe.pooled_activations``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any
 
 import torch
 
-from circuits.activations import collect_activations
 from circuits.adapters import ModelAdapter
 from dictionaries import Dictionary
 
 from .interventions import Steering, _check_features, intervene
+from .probe import pooled_activations
 
 __all__ = [
     "feature_vector",
@@ -73,24 +74,17 @@ def read_texts(path: str | Path) -> list[str]:
     return texts
 
 
-def _mean_activation(model: Any, adapter: ModelAdapter, texts: Sequence[str], place: str):
-    """Mean over prompts of each prompt's mean activation at ``place`` (after position 0)."""
-    total = torch.zeros(adapter.width(place))
-    for text in texts:
-        ids = model.tokenizer(text, return_tensors="pt").input_ids
-        acts = collect_activations(model, adapter, ids, [place])[place][0].float().cpu()
-        total += (acts[1:] if len(acts) > 1 else acts).mean(0)
-    return total / len(texts)
-
-
 def contrastive_vector(
     model: Any, adapter: ModelAdapter, place: str, positive: Sequence[str], negative: Sequence[str]
 ) -> torch.Tensor:
-    """``(d,)``: mean activation over ``positive`` prompts minus over ``negative`` ones."""
+    """``(d,)``: mean activation over ``positive`` prompts minus over ``negative`` ones (each
+    prompt's positions after the first averaged; a one-token prompt gives its only one)."""
     adapter.parse(place)
-    return _mean_activation(model, adapter, positive, place) - _mean_activation(
-        model, adapter, negative, place
+    positive_ND, negative_ND = (
+        pooled_activations(model, adapter, texts, place, allow_single=True)
+        for texts in (positive, negative)
     )
+    return positive_ND.mean(0) - negative_ND.mean(0)
 
 
 def generate(model: Any, prompt: str, *, max_new_tokens: int = 30) -> str:
