@@ -5,9 +5,12 @@ Prints
   (b) ig node time / (places x steps spliced forward+backward passes)           goal <= 0.6
       (ig skips the blocks upstream of each place: their cached outputs stand in)
   (c) edge time, batched vector-Jacobian products vs one backward per downstream node,
-      on the same circuit, with the largest difference between their weights  goal >= 5x
+      on the same circuit (the --nodes largest node effects), interleaved repeats, medians;
+      their weights must agree (asserted)                                      goal >= 5x
 
     python benchmarks/attribution.py [--dictionaries starter/smollm2-135m] [--prompts FILE]
+        [--places resid.3,resid.9,resid.15,resid.21,resid.27] [--nodes 200] [--edges-only]
+        [--threads N]
 """
 
 from __future__ import annotations
@@ -46,10 +49,15 @@ def main() -> None:
     parser.add_argument("--prompts", default=str(agreement_file("across_rc", "train")))
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--nodes", type=int, default=60, help="circuit size for the edge test")
+    parser.add_argument("--nodes", type=int, default=200, help="circuit size for the edge test")
+    parser.add_argument("--places", help="comma-separated places to splice (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--edges-only", action="store_true", help="only (c)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, adapter = load_model(args.model)
     if args.dictionaries:
@@ -59,11 +67,25 @@ def main() -> None:
             f"resid.{layer}": TopKSAE.create(adapter.d_model, 512, k=32).eval()
             for layer in range(adapter.n_layers)
         }
+    if args.places:
+        dictionaries = {place: dictionaries[place] for place in args.places.split(",")}
     (batch,) = load_prompt_batches(model.tokenizer, args.prompts)[:1]
     batch = batch.split(args.examples)[0]
-    batches = [batch]
+    n_places = len(dictionaries)
+    print(
+        f"model {args.model}, {n_places} places, {len(batch)} prompts of {batch.length} tokens, "
+        f"{'dictionaries ' + args.dictionaries if args.dictionaries else 'random TopK 512'}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    if not args.edges_only:
+        node_benchmarks(model, adapter, dictionaries, batch, args)
+    edge_benchmark(model, adapter, dictionaries, batch, args)
+
+
+def node_benchmarks(model, adapter, dictionaries, batch, args) -> None:
+    """(a) and (b)."""
     runner = Runner(model, adapter, dictionaries, LogitDiff())
-    options = {"progress": False}
+    batches, options = [batch], {"progress": False}
 
     def spliced_forward_backward():
         run = runner.run(batch.clean_ids, batch, grad=True)
@@ -74,14 +96,8 @@ def main() -> None:
         runner.run(batch.patch_ids, batch)
 
     def attrib():
-        node_effects(
-            model,
-            adapter,
-            dictionaries,
-            batches,
-            config=AttributionConfig(batch_size=64),
-            **options,
-        )
+        config = AttributionConfig(batch_size=64)
+        node_effects(model, adapter, dictionaries, batches, config=config, **options)
 
     def ig():
         config = AttributionConfig(method="ig", steps=args.steps, batch_size=64)
@@ -93,33 +109,42 @@ def main() -> None:
     t_f = seconds(spliced_forward, args.repeats)
     t_attrib = seconds(attrib, args.repeats)
     t_ig = seconds(ig, 1)
-    n_places = len(dictionaries)
-    print(
-        f"model {args.model}, {n_places} places, {len(batch)} prompts of {batch.length} tokens, "
-        f"{'dictionaries ' + args.dictionaries if args.dictionaries else 'random TopK 512'}"
-    )
     print(f"  spliced forward+backward {t_fb * 1000:.0f} ms, spliced forward {t_f * 1000:.0f} ms")
     print(f"(a) attrib {t_attrib * 1000:.0f} ms: ratio {t_attrib / (t_fb + t_f):.2f} (goal <= 1.3)")
+    n_places = len(dictionaries)
     baseline = n_places * args.steps * t_fb
     print(f"(b) ig {t_ig:.1f} s vs {n_places} x {args.steps} forward+backward {baseline:.1f} s: "
           f"ratio {t_ig / baseline:.2f} (goal <= 0.6)")  # fmt: skip
 
-    effects = node_effects(model, adapter, dictionaries, batches, **options)
+
+def edge_benchmark(model, adapter, dictionaries, batch, args) -> None:
+    """(c): both implementations on the same circuit, interleaved, medians."""
+    effects = node_effects(model, adapter, dictionaries, [batch], progress=False)
     selection = select_nodes(effects, top_k=args.nodes)
-    edge_options = {"batch_size": 64, **options}
-    start = time.perf_counter()
-    batched = edge_effects(model, adapter, dictionaries, batches, selection, **edge_options)
-    t_batched = time.perf_counter() - start
-    start = time.perf_counter()
-    looped = edge_effects(
-        model, adapter, dictionaries, batches, selection, batched=False, **edge_options
-    )
-    t_looped = time.perf_counter() - start
-    worst = max(abs(batched[k] - looped.get(k, 0.0)) for k in batched) if batched else 0.0
+    times: dict[bool, list[float]] = {True: [], False: []}
+    weights = {}
+    for _ in range(args.repeats):
+        for batched in (True, False):
+            start = time.perf_counter()
+            weights[batched] = edge_effects(
+                model, adapter, dictionaries, [batch], selection,
+                batched=batched, batch_size=64, progress=False,
+            )  # fmt: skip
+            times[batched].append(time.perf_counter() - start)
+    batched, looped = weights[True], weights[False]
+    assert batched.keys() == looped.keys(), "the two implementations found different edges"
+    keys = sorted(batched)
+    got = torch.tensor([batched[k] for k in keys], dtype=torch.float64)
+    expected = torch.tensor([looped[k] for k in keys], dtype=torch.float64)
+    largest = float(expected.abs().max()) if keys else 0.0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * largest)
+    worst = float((got - expected).abs().max()) if keys else 0.0
+    t_batched, t_looped = statistics.median(times[True]), statistics.median(times[False])
     print(
-        f"(c) edges among {selection.count()} nodes ({len(batched)} edges): batched "
-        f"{t_batched:.1f} s, one backward per node {t_looped:.1f} s: {t_looped / t_batched:.1f}x "
-        f"faster (goal >= 5x); largest weight difference {worst:.2e}"
+        f"(c) edges among {selection.count()} nodes ({len(batched)} edges), medians of "
+        f"{args.repeats}: batched {t_batched:.1f} s, one backward per node {t_looped:.1f} s: "
+        f"{t_looped / t_batched:.1f}x faster (goal >= 5x); largest weight difference "
+        f"{worst:.1e} (largest weight {largest:.2f})"
     )
 
 

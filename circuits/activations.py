@@ -139,10 +139,12 @@ class ModelActivationSource:
                 keep &= norms <= self.config.outlier_factor * norms.median()
         return rows[keep]
 
-    def _refill(self) -> None:
+    def _refill(self, at_least: int = 0) -> None:
+        """Compute model batches until the buffer holds ``buffer_tokens`` rows, or
+        ``at_least`` if that is more, then shuffle it."""
         parts = [self.buffer]
         total = len(self.buffer)
-        while total < self.config.buffer_tokens:
+        while total < max(self.config.buffer_tokens, at_least):
             parts.append(self._compute())
             total += len(parts[-1])
         self.buffer = torch.cat(parts)[torch.randperm(total, generator=self.generator)]
@@ -156,7 +158,7 @@ class ModelActivationSource:
         """This rank's next ``batch_size // world`` buffer rows (every place's columns)."""
         n = batch_size // self.world
         if len(self.buffer) < max(n, self.config.buffer_tokens // 2):
-            self._refill()
+            self._refill(at_least=n)
         rows, self.buffer = self.buffer[:n], self.buffer[n:]
         return rows
 

@@ -118,17 +118,10 @@ def discover_circuit(
 
 
 def _labels(model, adapter, dictionaries, selection, config, progress):
-    from .activations import uses_bos
-    from .corpus import read_documents, tokenize_contexts
-    from .labels import top_activating_contexts
+    from .labels import corpus_labels
 
-    context_length = 64
-    contexts = tokenize_contexts(
-        model.tokenizer,
-        read_documents(config.label_corpus),
-        context_length=context_length,
-        prepend_bos=uses_bos(model.tokenizer),
-        max_contexts=max(1, config.label_tokens // context_length),
-    )
     nodes = [key for place in selection.features for key in selection.keys(place) if key[1] >= 0]
-    return top_activating_contexts(model, adapter, dictionaries, nodes, contexts, progress=progress)
+    return corpus_labels(
+        model, adapter, dictionaries, nodes,
+        tokens=config.label_tokens, corpus=config.label_corpus, progress=progress,
+    )  # fmt: skip

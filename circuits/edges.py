@@ -3,23 +3,43 @@
 
 The weight of the edge from upstream node ``u`` to downstream node ``d`` is
 
-    w(u -> d) = sum over positions of  dm/dd * dd/du * (u_patch - u_clean),
+    w(u -> d) = sum over positions t of d and s of u of  dm/dd_t * dd_t/du_s * (u_patch - u_clean)_s
 
-averaged over examples, where ``dm/dd`` is the total gradient of the metric at ``d`` (from the
-ordinary spliced run) and ``dd/du`` the Jacobian of ``d`` with respect to ``u`` along direct
-paths (from a run spliced with ``hold_fixed``, so gradients stop at every spliced place). Edges
-into the metric node use the direct gradient of the metric itself.
+(an error node's delta is contracted over the model dimension), averaged over examples, where
+``dm/dd`` is the total gradient of the metric at ``d`` and ``dd/du`` the Jacobian of ``d`` with
+respect to ``u`` along direct paths, every other spliced place held fixed (stop-gradient).
+With aggregation ``none`` a node has one position and nothing is summed. Edges into the
+metric node use the metric's direct gradient.
 
-For every batch:
+Everything comes from one clean run spliced with ``hold_fixed``: each place's features and
+error are leaves, and ``upstream_features``/``upstream_error`` are the same values as functions
+of the earlier leaves, so a gradient between two places follows direct paths only. Per batch:
 
-1. ordinary spliced clean run and backward: ``dm/df`` and ``dm/de`` at every place; the patch
-   run gives the deltas;
-2. ``hold_fixed`` clean run: at each place the features and error as functions of upstream
-   leaves (``upstream_features``/``upstream_error``) and the metric's direct gradients;
-3. per downstream place, compute the vector-Jacobian products of many downstream nodes at once
-   with respect to every earlier place (the ones without a direct path come back empty)
-   (``torch.autograd.grad(..., is_grads_batched=True)``), chunked to bound memory, contract
-   them with the upstream deltas and keep the pairs whose both ends are selected nodes.
+1. the held clean run (with its graph) and the patch run give the deltas;
+2. one backward of the metric gives the edges into the metric and the direct part of every
+   place's total gradient ``dm/d(output)``;
+3. places from last to first: once every later place has passed back its share, a place's
+   total gradient is complete (the chain rule, place by place: the gradient of an ordinary
+   backward pass, without a second clean run). One batch of vector-Jacobian products
+   (``is_grads_batched``) through the place's direct paths then
+   - passes the place's share back to every earlier place (row 0, seeded with the whole total
+     gradient), and
+   - gives the edges into the place's selected nodes (the other rows, seeded with one node's
+     own gradient each). Rows are packed on the example axis: examples are independent in a
+     causal language model, and a feature's derivative is zero wherever the feature is zero
+     (ReLU, TopK, JumpReLU, gated), so a node's seed lives only in the examples where it is
+     active and nodes active in different examples share a row;
+4. each row's gradient at an earlier place is contracted, per example, with the deltas of that
+   place's selected nodes only (the decoder rows of selected features, never a features x
+   features matrix) and split back per node.
+
+``batched=False`` is the straightforward twin: one backward per downstream node, seeds not
+packed, gradients with respect to every leaf; tests and the benchmark compare the two (which
+also checks the zero-derivative assumption the packing rests on).
+
+Cost: a row costs one backward through the blocks between the two places, like a node of the
+twin. Packing saves rows only when nodes are active in few examples (per-position nodes, rare
+features); features active in most examples leave about one row per node.
 
 Edges are returned sparse, as ``{(upstream, downstream): weight}`` over selected nodes only.
 """
@@ -27,7 +47,7 @@ Edges are returned sparse, as ``{(upstream, downstream): weight}`` over selected
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,7 +58,7 @@ from dictionaries import Dictionary
 from .attribution import Aggregation
 from .metrics import LogitDiff, Metric
 from .prompts import PromptBatch
-from .runner import PlaceValues, Runner
+from .runner import PlaceValues, Runner, SplicedRun
 
 __all__ = ["NodeKey", "NodeSelection", "edge_effects", "METRIC_NODE"]
 
@@ -49,6 +69,8 @@ METRIC_NODE: NodeKey = ("metric", -1, -1)
 DIRECT_PLACES = 4
 """Most places with a direct path into one place (resid.L: resid.L-1, attn.L, mlp.L, and a
 transcoder's input), for sizing the chunks of batched vector-Jacobian products."""
+
+Edges = dict[tuple[NodeKey, NodeKey], float]
 
 
 @dataclass
@@ -74,20 +96,31 @@ class NodeSelection:
         )
 
 
+def _feature_grad(
+    grad_x_BTD: torch.Tensor, dictionary: Dictionary, features: list[int] | None = None
+) -> torch.Tensor:
+    """``dm/df (..., F)`` from ``dm/d(output) (..., D)`` at a place: a spliced place writes
+    ``decode(f) + error`` and the decoder is linear, so this is what autograd computes for the
+    features leaf (in the dictionary's dtype). ``features`` keeps only those columns."""
+    W_dec_FD = dictionary.W_dec.detach()
+    W_dec_FD = W_dec_FD if features is None else W_dec_FD[features]
+    return grad_x_BTD.to(W_dec_FD.dtype) @ W_dec_FD.T
+
+
 def _contract(
     grad_f: torch.Tensor, grad_e: torch.Tensor, v: PlaceValues, aggregation: Aggregation
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients ``(n, B, T, F)``/``(n, B, T, D)`` times deltas, summed over examples:
-    features ``(n, F)`` or ``(n, T, F)``, error ``(n,)`` or ``(n, T)``."""
-    f = (grad_f * v.delta_features).sum(1)
-    e = (grad_e * v.delta_error).sum(-1).sum(1)
+    """Gradients ``(n, B, T, F)``/``(n, B, T, D)`` times deltas, summed over examples (in
+    float32): features ``(n, F)`` or ``(n, T, F)``, error ``(n,)`` or ``(n, T)``."""
+    f = (grad_f.float() * v.delta_features.float()).sum(1)
+    e = (grad_e.float() * v.delta_error.float()).sum(-1).sum(1)
     if aggregation == "sum":
         return f.sum(1), e.sum(1)
     return f, e
 
 
 def _add_edges(
-    edges: dict,
+    edges: Edges,
     downstream: list[NodeKey],
     place: str,
     f_nTF: torch.Tensor,
@@ -124,6 +157,208 @@ def _downstream_vectors(
     return go_f, go_e
 
 
+@dataclass
+class _Pass:
+    """What the steps of one batch's edge pass read and write."""
+
+    runner: Runner
+    selection: NodeSelection
+    aggregation: Aggregation
+    run: SplicedRun
+    """The clean run spliced with ``hold_fixed``, with its autograd graph."""
+    values: dict[str, PlaceValues]
+    edges: Edges
+    """Summed over examples, accumulated over batches."""
+    total: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Each place's gradient ``dm/d(output) (B, T, D)`` in float32: the direct part from the
+    metric, then the shares passed back by later places."""
+
+
+def _metric_edges(p: _Pass) -> None:
+    """Edges from selected nodes straight into the metric, and the direct part of every
+    place's total gradient (zero where no direct path reaches the metric)."""
+    places, held = p.runner.places, p.run.places
+    leaves = [held[place].error for place in places]
+    grads = torch.autograd.grad(p.run.metric.sum(), leaves, retain_graph=True, allow_unused=True)
+    for place, grad_e in zip(places, grads, strict=True):
+        if grad_e is None:
+            p.total[place] = torch.zeros_like(held[place].error, dtype=torch.float32)
+            continue
+        p.total[place] = grad_e.float()
+        if p.selection.keys(place):
+            grad_f = _feature_grad(grad_e, p.runner.dictionaries[place])
+            f_w, e_w = _contract(grad_f[None], grad_e[None], p.values[place], p.aggregation)
+            _add_edges(p.edges, [METRIC_NODE], place, f_w.cpu(), e_w.cpu(), p.selection)
+
+
+def _pass_back(p: _Pass, places: list[str], shares) -> None:
+    """Add a later place's share of the gradient to the earlier places it reaches directly."""
+    for place, share in zip(places, shares, strict=True):
+        if share is not None:
+            p.total[place] += share.float()
+
+
+# --- one backward per downstream node: the straightforward twin -----------------------------
+
+
+def _looped_place(
+    p: _Pass, place: str, before: list[str], nodes: list[NodeKey], grads: tuple
+) -> None:
+    """One backward for the place's share of the total gradient, then one per node."""
+    held = p.run.places
+    outputs = [held[place].upstream_features, held[place].upstream_error]
+    errors = [held[up].error for up in before]
+    shares = torch.autograd.grad(outputs, errors, grads, retain_graph=True, allow_unused=True)
+    _pass_back(p, before, shares)
+    # every earlier place is an input: autograd returns None, at no cost, for the ones with no
+    # direct path (hold_fixed cut them)
+    leaves = [t for up in before for t in (held[up].features, held[up].error)]
+    for node in nodes:
+        go_f, go_e = _downstream_vectors([node], *grads)
+        leaf_grads = torch.autograd.grad(
+            outputs, leaves, [go_f[0], go_e[0]], retain_graph=True, allow_unused=True
+        )
+        for i, up_place in enumerate(before):
+            g_f, g_e = leaf_grads[2 * i], leaf_grads[2 * i + 1]
+            if g_f is None and g_e is None:
+                continue  # no direct path from this place
+            v = p.values[up_place]
+            g_f = torch.zeros_like(v.delta_features) if g_f is None else g_f
+            g_e = torch.zeros_like(v.delta_error) if g_e is None else g_e
+            f_w, e_w = _contract(g_f[None], g_e[None], v, p.aggregation)
+            _add_edges(p.edges, [node], up_place, f_w.cpu(), e_w.cpu(), p.selection)
+
+
+# --- batched vector-Jacobian products, packed on the example axis ---------------------------
+
+
+def _active(nodes: list[NodeKey], v: PlaceValues) -> torch.Tensor:
+    """``(n, B)``: the examples where each node's seed can be non-zero (its feature is active
+    at its position(s) in the clean run; the error node everywhere)."""
+    on_BTF = v.clean_features != 0
+    rows = []
+    for _, feature, position in nodes:
+        if feature < 0:
+            rows.append(torch.ones(len(on_BTF), dtype=torch.bool, device=on_BTF.device))
+        elif position < 0:
+            rows.append(on_BTF[:, :, feature].any(1))
+        else:
+            rows.append(on_BTF[:, position, feature])
+    return torch.stack(rows)
+
+
+def _pack(active_nB: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Rows for the seeds of ``n`` nodes over ``B`` examples: node ``j``'s seed for example
+    ``b`` goes to row ``1 +`` (the number of nodes before ``j`` active in ``b``), so a row holds
+    at most one node per example (row 0 is the place's whole gradient). Returns the active
+    ``(j, b)`` pairs, their rows, and the number of rows."""
+    row_nB = active_nB.long().cumsum(0)
+    j, b = active_nB.nonzero(as_tuple=True)
+    row = row_nB[j, b]
+    return j, b, row, 1 + (int(row.max()) if len(row) else 0)
+
+
+def _place_seeds(
+    go_f: torch.Tensor,
+    go_e: torch.Tensor,
+    nodes: list[NodeKey],
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    grads: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """Write node ``j``'s seed for example ``b`` into row ``r`` of ``go_f (R, B, T, F)`` /
+    ``go_e (R, B, T, D)``, for every ``(j, b, r)`` in ``pairs``."""
+    j, b, r = pairs
+    grad_f, grad_e = grads
+    if not nodes:
+        return
+    feature = torch.tensor([key[1] for key in nodes], dtype=torch.long, device=j.device)[j]
+    position = torch.tensor([key[2] for key in nodes], dtype=torch.long, device=j.device)[j]
+    is_feature, summed = feature >= 0, position < 0
+    m = is_feature & summed  # a feature, summed over positions
+    go_f[r[m], b[m], :, feature[m]] = grad_f[b[m], :, feature[m]]
+    m = is_feature & ~summed  # a feature at one position
+    go_f[r[m], b[m], position[m], feature[m]] = grad_f[b[m], position[m], feature[m]]
+    m = ~is_feature & summed
+    go_e[r[m], b[m]] = grad_e[b[m]]
+    m = ~is_feature & ~summed
+    go_e[r[m], b[m], position[m]] = grad_e[b[m], position[m]]
+
+
+def _upstream_products(
+    grad_x_RBTD: torch.Tensor, keys: list[NodeKey], v: PlaceValues, dictionary: Dictionary
+) -> torch.Tensor:
+    """``(R, B, K)``: each row's gradient at an upstream place, contracted per example with
+    the deltas of the place's ``K`` selected nodes (features through their decoder rows
+    only), in float32."""
+    features = sorted({f for _, f, _ in keys if f >= 0})
+    column = {f: i for i, f in enumerate(features)}
+    per_f = per_e = None
+    if features:
+        grad_f = _feature_grad(grad_x_RBTD, dictionary, features)  # (R, B, T, K_f)
+        per_f = grad_f.float() * v.delta_features[..., features].float()
+    if any(f < 0 for _, f, _ in keys):
+        per_e = (grad_x_RBTD.float() * v.delta_error.float()).sum(-1)  # (R, B, T)
+    products = []
+    for _, feature, position in keys:
+        per_position = per_f[..., column[feature]] if feature >= 0 else per_e  # (R, B, T)
+        products.append(per_position.sum(-1) if position < 0 else per_position[..., position])
+    return torch.stack(products, -1)
+
+
+def _batched_place(
+    p: _Pass,
+    place: str,
+    before: list[str],
+    nodes: list[NodeKey],
+    grads: tuple,
+    chunk_elements: int,
+) -> None:
+    """The place's share of the total gradient (row 0) and the edges into its nodes (packed
+    rows), in as few batched backward passes as memory allows."""
+    held = p.run.places
+    outputs = [held[place].upstream_features, held[place].upstream_error]
+    errors = [held[up].error for up in before]
+    active_nB = _active(nodes, p.values[place]) if nodes else torch.zeros(0, 1, dtype=torch.bool)
+    j, b, row, n_rows = _pack(active_nB)
+    upstream = {up: p.selection.keys(up) for up in before}
+    weights = {
+        up: torch.zeros(len(nodes), len(keys), device=j.device)
+        for up, keys in upstream.items()
+        if keys and nodes
+    }
+    widest = max(held[up].error.numel() for up in before)
+    per_row = DIRECT_PLACES * widest + outputs[0].numel() + outputs[1].numel()
+    size = max(1, chunk_elements // per_row)
+    for start in range(0, n_rows, size):
+        stop = min(start + size, n_rows)
+        go_f = grads[0].new_zeros(stop - start, *grads[0].shape)
+        go_e = grads[1].new_zeros(stop - start, *grads[1].shape)
+        if start == 0:
+            go_f[0], go_e[0] = grads
+        here = (row >= start) & (row < stop)
+        pairs = (j[here], b[here], row[here] - start)
+        _place_seeds(go_f, go_e, nodes, pairs, grads)
+        row_grads = torch.autograd.grad(
+            outputs, errors, [go_f, go_e],
+            retain_graph=True, allow_unused=True, is_grads_batched=True,
+        )  # fmt: skip
+        if start == 0:
+            _pass_back(p, before, [None if g is None else g[0] for g in row_grads])
+        for up_place, grad_x in zip(before, row_grads, strict=True):
+            if grad_x is None or up_place not in weights:
+                continue  # no direct path, or no selected node there
+            dictionary = p.runner.dictionaries[up_place]
+            products_RBK = _upstream_products(
+                grad_x, upstream[up_place], p.values[up_place], dictionary
+            )
+            # split the rows back per node: node j collects its rows' products in its examples
+            weights[up_place].index_add_(0, pairs[0], products_RBK[pairs[2], pairs[1]])
+    for up_place, weight_nK in weights.items():
+        for up, column in zip(upstream[up_place], weight_nK.T.tolist(), strict=True):
+            for down, weight in zip(nodes, column, strict=True):
+                p.edges[(up, down)] = p.edges.get((up, down), 0.0) + weight
+
+
 def edge_effects(
     model: Any,
     adapter: Any,
@@ -137,77 +372,28 @@ def edge_effects(
     batched: bool = True,
     chunk_elements: int = 2**26,
     progress: bool = True,
-) -> dict[tuple[NodeKey, NodeKey], float]:
+) -> Edges:
     """Weights of the edges between selected nodes (and into the metric), averaged over
     examples. ``batched=False`` runs one backward per downstream node (the slow twin)."""
     runner = Runner(model, adapter, dictionaries, metric or LogitDiff())
-    edges: dict[tuple[NodeKey, NodeKey], float] = {}
+    places = runner.places
+    edges: Edges = {}
     n_examples = 0
     chunks = [piece for batch in batches for piece in batch.split(batch_size)]
     for batch in tqdm(chunks, desc="edges", disable=not progress):
-        clean, _, values = runner.clean_and_patch(batch, grad=True)
-        leaves = [t for sp in clean.places.values() for t in (sp.features, sp.error)]
-        total = torch.autograd.grad(clean.metric.sum(), leaves)
-        total_f = {p: total[2 * i] for i, p in enumerate(clean.places)}
-        total_e = {p: total[2 * i + 1] for i, p in enumerate(clean.places)}
-        held_run = runner.run(batch.clean_ids, batch, grad=True, hold_fixed=True)
-        held = held_run.places
+        run, _, values = runner.clean_and_patch(batch, grad=True, hold_fixed=True)
         n_examples += len(batch)
-        _metric_edges(held_run.metric, held, values, selection, aggregation, edges)
-        for d_index, down_place in enumerate(runner.places):
-            downstream = selection.keys(down_place)
-            if not downstream:
-                continue
-            before = runner.places[:d_index]
-            if not before:
-                continue
-            out_f, out_e = held[down_place].upstream_features, held[down_place].upstream_error
-            # every earlier place is an input: autograd returns None, at no cost, for the ones
-            # with no direct path (hold_fixed cut them), so no probing pass is needed
-            inputs = [t for p in before for t in (held[p].features, held[p].error)]
-            widest = max(held[p].features.numel() + held[p].error.numel() for p in before)
-            per_node = DIRECT_PLACES * widest + out_f.numel() + out_e.numel()
-            size = max(1, chunk_elements // per_node) if batched else 1
-            for start in range(0, len(downstream), size):
-                nodes = downstream[start : start + size]
-                go_f, go_e = _downstream_vectors(nodes, total_f[down_place], total_e[down_place])
-                if batched:
-                    grads = torch.autograd.grad(
-                        [out_f, out_e], inputs, grad_outputs=[go_f, go_e],
-                        retain_graph=True, allow_unused=True, is_grads_batched=True,
-                    )  # fmt: skip
-                else:
-                    grads = [
-                        g[None] if g is not None else None
-                        for g in torch.autograd.grad(
-                            [out_f, out_e],
-                            inputs,
-                            grad_outputs=[go_f[0], go_e[0]],
-                            retain_graph=True,
-                            allow_unused=True,
-                        )  # fmt: skip
-                    ]
-                for i, up_place in enumerate(before):
-                    g_f, g_e = grads[2 * i], grads[2 * i + 1]
-                    if g_f is None and g_e is None:
-                        continue  # no direct path from this place
-                    v = values[up_place]
-                    g_f = torch.zeros(len(nodes), *v.delta_features.shape) if g_f is None else g_f
-                    g_e = torch.zeros(len(nodes), *v.delta_error.shape) if g_e is None else g_e
-                    f_w, e_w = _contract(g_f, g_e, v, aggregation)
-                    _add_edges(edges, nodes, up_place, f_w.cpu(), e_w.cpu(), selection)
+        p = _Pass(runner, selection, aggregation, run, values, edges)
+        _metric_edges(p)
+        for index in reversed(range(1, len(places))):
+            place, before = places[index], places[:index]
+            if not any(selection.keys(up) for up in before):
+                continue  # no edge into this place, and no selected node needs its gradient
+            grad_e = p.total[place].to(run.places[place].error.dtype)
+            grads = (_feature_grad(grad_e, runner.dictionaries[place]), grad_e)
+            nodes = selection.keys(place)
+            if batched:
+                _batched_place(p, place, before, nodes, grads, chunk_elements)
+            else:
+                _looped_place(p, place, before, nodes, grads)
     return {key: weight / n_examples for key, weight in edges.items() if weight != 0.0}
-
-
-def _metric_edges(metric_B, held, values, selection, aggregation, edges) -> None:
-    """Edges from selected nodes straight into the metric: the held run's gradients reach
-    only the places with a direct path to the output."""
-    places = list(held)
-    leaves = [t for p in places for t in (held[p].features, held[p].error)]
-    grads = torch.autograd.grad(metric_B.sum(), leaves, retain_graph=True, allow_unused=True)
-    for i, place in enumerate(places):
-        v = values[place]
-        g_f = grads[2 * i] if grads[2 * i] is not None else torch.zeros_like(v.delta_features)
-        g_e = grads[2 * i + 1] if grads[2 * i + 1] is not None else torch.zeros_like(v.delta_error)
-        f_w, e_w = _contract(g_f[None], g_e[None], v, aggregation)
-        _add_edges(edges, [METRIC_NODE], place, f_w.cpu(), e_w.cpu(), selection)

@@ -26,12 +26,22 @@ from tqdm.auto import tqdm
 
 from dictionaries import Dictionary
 
-from .activations import collect_activations
+from .activations import collect_activations, uses_bos
 from .adapters import ModelAdapter
+from .corpus import read_documents, tokenize_contexts
 from .edges import METRIC_NODE, NodeKey
 from .splice import read_place_of
 
-__all__ = ["top_activating_contexts", "label_circuit", "feature_nodes", "marked_window"]
+__all__ = [
+    "top_activating_contexts",
+    "corpus_labels",
+    "label_circuit",
+    "feature_nodes",
+    "marked_window",
+]
+
+LABEL_CONTEXT_LENGTH = 64
+"""Tokens per corpus context scanned by ``corpus_labels``."""
 
 
 def feature_nodes(graph: nx.DiGraph) -> list[NodeKey]:
@@ -155,6 +165,31 @@ def top_activating_contexts(
                 )
             hits[place, feature] = entries
     return {key: [dict(hit) for hit in hits[key[0], key[1]]] for key in keys}
+
+
+def corpus_labels(
+    model: Any,
+    adapter: ModelAdapter,
+    dictionaries: Mapping[str, Dictionary],
+    nodes: Iterable[NodeKey],
+    *,
+    tokens: int,
+    corpus: str = "embedded",
+    progress: bool = True,
+) -> dict[NodeKey, list[dict[str, Any]]]:
+    """``top_activating_contexts`` over the first ``tokens`` tokens of a corpus (``embedded``
+    or a file, as ``circuits.corpus.read_documents`` takes it), in contexts of
+    ``LABEL_CONTEXT_LENGTH`` tokens."""
+    contexts_NT = tokenize_contexts(
+        model.tokenizer,
+        read_documents(corpus),
+        context_length=LABEL_CONTEXT_LENGTH,
+        prepend_bos=uses_bos(model.tokenizer),
+        max_contexts=max(1, tokens // LABEL_CONTEXT_LENGTH),
+    )
+    return top_activating_contexts(
+        model, adapter, dictionaries, nodes, contexts_NT, progress=progress
+    )
 
 
 def label_circuit(

@@ -109,12 +109,12 @@ class Runner:
         return [acts[name] for name in names]
 
     def clean_and_patch(
-        self, batch: PromptBatch, *, grad: bool = False
+        self, batch: PromptBatch, *, grad: bool = False, hold_fixed: bool = False
     ) -> tuple[SplicedRun, SplicedRun | None, dict[str, PlaceValues]]:
-        """The clean run (with its autograd graph if ``grad``), the patch run (``None``
-        without patch prompts: then the patch values are zero, the zero baseline) and every
-        place's aligned clean and patch values."""
-        clean = self.run(batch.clean_ids, batch, grad=grad)
+        """The clean run (with its autograd graph if ``grad``; spliced with ``hold_fixed``
+        if asked), the patch run (``None`` without patch prompts: then the patch values are
+        zero, the zero baseline) and every place's aligned clean and patch values."""
+        clean = self.run(batch.clean_ids, batch, grad=grad, hold_fixed=hold_fixed)
         patch = None if batch.patch_ids is None else self.run(batch.patch_ids, batch)
         values = {}
         for place, sp in clean.places.items():

@@ -369,7 +369,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_shift(args: argparse.Namespace) -> int:
     from circuits.models import load_model
     from editing.bios import bios_file, read_labelled
-    from editing.shift import ShiftConfig, plot_results, run_shift
+    from editing.shift import ShiftConfig, candidates_markdown, plot_results, run_shift
 
     train = read_labelled(args.train or bios_file("train"))
     test = read_labelled(args.test or bios_file("test"))
@@ -394,7 +394,20 @@ def cmd_shift(args: argparse.Namespace) -> int:
                 f"{args.ablate}: feature {feature} is beyond the dictionary at {place} "
                 f"(d_sae = {dictionaries[place].d_sae})"
             )
-    config = ShiftConfig(place=args.place, candidates=args.candidates, seed=args.seed)
+    options = {
+        name: getattr(args, name)
+        for name in (
+            "candidates",
+            "attribution_share",
+            "attribution_examples",
+            "judge_alpha",
+            "label_tokens",
+        )  # fmt: skip
+        if getattr(args, name) is not None
+    }
+    if args.attribution_examples == 0:
+        options["attribution_examples"] = None  # all
+    config = ShiftConfig(place=args.place, seed=args.seed, **options)
     results = run_shift(
         model, adapter, dictionaries, train, test, config,
         concept=concept, ablate=ablate, retrain=args.retrain,
@@ -402,6 +415,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from dictionaries.files import write_text_atomic
 
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
+    write_text_atomic(args.out / "candidates.md", candidates_markdown(results))
     plot_results(results, args.out / "results.html")
     table = {
         m: {k: round(v, 3) for k, v in r.items() if k.endswith("acc")}
@@ -535,7 +549,29 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--ablate", type=Path, help="file of PLACE:FEATURE_ID to ablate")
     choose.add_argument("--auto", action="store_true", help="let the concept-set judge choose")
     shift.add_argument("--retrain", action="store_true", help="also retrain the probe")
-    shift.add_argument("--candidates", type=int, default=64)
+    shift.add_argument(
+        "--candidates",
+        type=int,
+        help="judge this many top features (default: by --attribution-share)",
+    )
+    shift.add_argument(
+        "--attribution-share",
+        type=float,
+        help="candidates: the top features carrying this share of all |attribution|",
+    )
+    shift.add_argument(
+        "--attribution-examples",
+        type=int,
+        help="training texts the attribution averages over (0: all)",
+    )
+    shift.add_argument(
+        "--judge-alpha", type=float, help="family-wise error rate of the --auto judge"
+    )
+    shift.add_argument(
+        "--label-tokens",
+        type=int,
+        help="corpus tokens scanned for the candidates' top contexts (default 4096; 0: none)",
+    )
     shift.add_argument("--seed", type=int, default=0)
     shift.add_argument("--out", required=True, type=Path)
 

@@ -35,6 +35,14 @@ def test_rows_are_the_model_activations(llama):
     assert len(set(distances.argmin(1).tolist())) == len(x)
 
 
+def test_a_batch_larger_than_the_buffer_comes_whole(llama):
+    model, adapter = llama
+    config = ActivationConfig("resid.1", model_batch=2, buffer_tokens=7, outlier_factor=None)
+    source = ModelActivationSource(model, adapter, contexts(), config)
+    # 30 rows need 5 model batches of 2 contexts x 7 rows; the buffer alone holds 7
+    assert [len(source.next_batch(30)[0]) for _ in range(2)] == [30, 30]
+
+
 def test_transcoder_pairs_stay_aligned(llama):
     model, adapter = llama
     config = ActivationConfig("mlp_in.1", target_place="mlp.1", model_batch=4, buffer_tokens=64)

@@ -126,5 +126,5 @@ def test_mean_ablation_matches_a_hand_made_run(setup):
     rows = torch.arange(len(batch))
     m_circuit = (logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]).mean()
     assert score.m_circuit == pytest.approx(m_circuit.item(), abs=1e-4)
-    _, m_full = run_frozen(model, adapter, dictionaries, batch, {})
+    _, m_full = run_frozen(model, adapter, batch, {})
     assert score.m_full == pytest.approx(m_full.mean().item(), abs=1e-4)

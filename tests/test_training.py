@@ -145,3 +145,35 @@ def test_refuses_a_folder_holding_another_run(tmp_path):
 def test_k_larger_than_dictionary_is_refused():
     with pytest.raises(TrainConfigError, match="--k 100 must be between 1 and --dict-size 64"):
         TrainConfig(arch="topk", d_sae=64, k=100, steps=1)
+
+
+def test_topk_loss_with_auxk_matches_a_hand_computation():
+    """MSE over the k largest pre-activations, plus alpha * Var(y) * the normalised MSE of the
+    residual's reconstruction from the auxk_k most active dead latents."""
+    from dictionaries.training import OBJECTIVES
+
+    dictionary = random_dictionary("topk", 8, 16, k=3)
+    config = TrainConfig(arch="topk", d_sae=16, k=3, steps=10, auxk_alpha=0.5, auxk_k=2)
+    objective = OBJECTIVES["topk"](dictionary, config)
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[[1, 4, 7, 9]] = True
+    objective.tokens_since_fired[dead] = config.dead_window
+    x = torch.randn(20, 8)
+
+    W_enc, b_enc, W_dec, b_dec = (
+        t.detach() for t in (dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec)
+    )
+    pre = torch.relu((x - b_dec) @ W_enc + b_enc)
+    kept = pre * (pre >= pre.topk(3, dim=-1).values[:, -1:])
+    y_hat = kept @ W_dec + b_dec
+    mse = (x - y_hat).pow(2).sum(-1).mean()
+    residual = x - y_hat
+    dead_pre = pre * dead
+    dead_kept = dead_pre * (dead_pre >= dead_pre.topk(2, dim=-1).values[:, -1:])
+    nmse = (residual - dead_kept @ W_dec).pow(2).sum(-1).mean() / (
+        (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    )
+    variance = (x - x.mean(0)).pow(2).sum(-1).mean()
+    out = objective.loss(x, x, step=0)
+    torch.testing.assert_close(out.mse, mse, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.loss.detach(), mse + 0.5 * variance * nmse, rtol=1e-5, atol=1e-6)

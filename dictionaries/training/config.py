@@ -79,7 +79,9 @@ class TrainConfig:
     @property
     def default_lr(self) -> float:
         """Gao et al. (2024) scale the TopK learning rate as 1/sqrt(d_sae) (2e-4 at 16384
-        latents, their appendix A); the L1 family uses 5e-5 as in the Gated SAE paper."""
+        latents, their appendix A). The L1 family uses 5e-5, Anthropic's setting for long
+        runs (April 2024 update, ~10^5 steps); short runs learn faster with a larger rate
+        (the Gated SAE paper used 3e-4, see ``benchmarks/dictionary_claims.py``)."""
         if self.arch in ("topk", "batchtopk"):
             return 2e-4 / (self.d_sae / 2**14) ** 0.5
         return 5e-5 if self.arch in ("relu", "gated") else 7e-5

@@ -1,13 +1,16 @@
 """TopK and BatchTopK training (Gao et al. 2024; Bussmann et al. 2024).
 
-loss = ||y - y_hat||^2 + auxk_alpha * ||e - e_hat||^2
+loss = ||y - y_hat||^2 + auxk_alpha * Var(y) * ||e - e_hat||^2 / Var(e)
 
 - ``y_hat`` uses only the k active latents of each token (BatchTopK: the k * N largest of the
   batch); encoding, decoding and their gradients run on the sparse code (``sparse_ops``), so a
   step costs little more than the dense encoder product.
 - AuxK (Gao et al. appendix A.2): ``e = y - y_hat`` is the residual, ``e_hat`` its
   reconstruction from the ``auxk_k`` most active *dead* latents; it gives dead latents a
-  gradient and so revives them.
+  gradient and so revives them. As in their reference code the term is a *normalised* MSE,
+  ``||e - e_hat||^2 / Var(e)``; our main loss is not normalised, so the term is scaled by
+  ``Var(y)`` to keep Gao et al.'s balance ``MSE / Var(y) + alpha * NMSE(e)``. (The residual is
+  much smaller than ``y``, so a plain MSE would make AuxK ``1 / FVU`` times weaker.)
 - The decoder stays unit-norm (``Objective``); ``b_dec`` starts at the geometric median.
 - BatchTopK also learns its inference threshold: the running mean of the smallest activation
   kept in each batch (Bussmann et al. section 3).
@@ -42,14 +45,16 @@ class TopKObjective(Objective):
         mse = squared_error(y, y_hat)
         loss = mse
         if self.config.auxk_alpha > 0 and self.dead_mask.any():
-            loss = loss + self.config.auxk_alpha * self.auxk_loss(x, (y - y_hat).detach())
+            auxk = self.auxk_loss(x, (y - y_hat).detach())
+            loss = loss + self.config.auxk_alpha * total_variance(y) * auxk
         active_NK = values_NK > 0
         fired_F = torch.zeros(d.d_sae, dtype=torch.bool, device=x.device)
         fired_F[indices_NK[active_NK]] = True
         return StepOutput(loss, mse.detach(), active_NK.sum(-1).float().mean(), fired_F)
 
     def auxk_loss(self, x: torch.Tensor, residual_ND: torch.Tensor) -> torch.Tensor:
-        """Reconstruct the residual from the most active dead latents."""
+        """Normalised MSE of the residual's reconstruction from the most active dead
+        latents (``()``)."""
         d = self.dictionary
         dead_G = self.dead_mask.nonzero().squeeze(-1).to(x.device)
         k_aux = min(self.config.auxk_k or d.d_in // 2, len(dead_G))
@@ -57,7 +62,12 @@ class TopKObjective(Objective):
         pre_NG = torch.relu(centred @ d.W_enc[:, dead_G] + d.b_enc[dead_G])
         values_NK, which_NK = pre_NG.topk(k_aux, dim=-1)
         residual_hat = sparse_decode(values_NK, dead_G[which_NK], d.W_dec, None)
-        return squared_error(residual_ND, residual_hat)
+        return squared_error(residual_ND, residual_hat) / total_variance(residual_ND)
+
+
+def total_variance(x_ND: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of the rows from their mean, ``(N, d) -> ()`` (never 0)."""
+    return (x_ND - x_ND.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12).detach()
 
 
 @register_objective("batchtopk")
