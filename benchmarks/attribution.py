@@ -10,7 +10,7 @@ Prints
 
     python benchmarks/attribution.py [--dictionaries starter/smollm2-135m] [--prompts FILE]
         [--places resid.3,resid.9,resid.15,resid.21,resid.27] [--nodes 200] [--edges-only]
-        [--threads N]
+        [--aggregation sum|none] [--threads N]
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--places", help="comma-separated places to splice (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--edges-only", action="store_true", help="only (c)")
+    parser.add_argument(
+        "--aggregation", choices=["sum", "none"], default="sum", help="nodes of the (c) circuit"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
 
@@ -69,7 +72,7 @@ def main() -> None:
         }
     if args.places:
         dictionaries = {place: dictionaries[place] for place in args.places.split(",")}
-    (batch,) = load_prompt_batches(model.tokenizer, args.prompts)[:1]
+    (batch,) = load_prompt_batches(model.tokenizer, args.prompts, aggregation=args.aggregation)[:1]
     batch = batch.split(args.examples)[0]
     n_places = len(dictionaries)
     print(
@@ -119,7 +122,8 @@ def node_benchmarks(model, adapter, dictionaries, batch, args) -> None:
 
 def edge_benchmark(model, adapter, dictionaries, batch, args) -> None:
     """(c): both implementations on the same circuit, interleaved, medians."""
-    effects = node_effects(model, adapter, dictionaries, [batch], progress=False)
+    config = AttributionConfig(aggregation=args.aggregation)
+    effects = node_effects(model, adapter, dictionaries, [batch], config=config, progress=False)
     selection = select_nodes(effects, top_k=args.nodes)
     times: dict[bool, list[float]] = {True: [], False: []}
     weights = {}
@@ -128,7 +132,7 @@ def edge_benchmark(model, adapter, dictionaries, batch, args) -> None:
             start = time.perf_counter()
             weights[batched] = edge_effects(
                 model, adapter, dictionaries, [batch], selection,
-                batched=batched, batch_size=64, progress=False,
+                batched=batched, batch_size=64, aggregation=args.aggregation, progress=False,
             )  # fmt: skip
             times[batched].append(time.perf_counter() - start)
     batched, looped = weights[True], weights[False]
@@ -141,7 +145,8 @@ def edge_benchmark(model, adapter, dictionaries, batch, args) -> None:
     worst = float((got - expected).abs().max()) if keys else 0.0
     t_batched, t_looped = statistics.median(times[True]), statistics.median(times[False])
     print(
-        f"(c) edges among {selection.count()} nodes ({len(batched)} edges), medians of "
+        f"(c) edges among {selection.count()} nodes (aggregation {args.aggregation}, "
+        f"{len(batched)} edges), medians of "
         f"{args.repeats}: batched {t_batched:.1f} s, one backward per node {t_looped:.1f} s: "
         f"{t_looped / t_batched:.1f}x faster (goal >= 5x); largest weight difference "
         f"{worst:.1e} (largest weight {largest:.2f})"

@@ -7,23 +7,26 @@ Claims, each tested with the same token budget, data and data order for every ru
     autoencoders", fig. 2) reach a lower FVU than ReLU+L1 at equal L0;
 (b) Gated SAEs shrink less: their relative reconstruction bias ``gamma`` (Rajamanoharan et al.
     section 5.1; ``dictionaries.evaluation``) is closer to 1, and ReLU+L1's is below 1;
-(c) the AuxK loss (Gao et al. appendix A.2) lowers the dead-latent fraction of TopK.
+(c) the AuxK loss (Gao et al. appendix A.2) lowers the dead-latent fraction of TopK (pairs
+    with and without it at ``--auxk-d-sae`` latents, in the settings of ``AUXK_RUNS``).
 
 1. Collect activations at ``--place`` from the embedded corpus once, with the project's
    ``ModelActivationSource`` (first position and norm outliers dropped), training rows and
    evaluation rows from disjoint contexts; both are held in memory.
 2. Train every run of the sweep (ReLU+L1 and Gated at several L1 coefficients, TopK at several
-   k with and without AuxK) with ``DictionaryTrainer`` on a ``TensorSource`` of the same rows:
-   same seed, batch size and number of steps for all; the learning rates each architecture
-   was published with (``L1_LR``), the trainers' defaults otherwise.
+   k; for (c) wider TopK pairs with and without AuxK) with ``DictionaryTrainer`` on a
+   ``TensorSource`` of the same rows: same seed, batch size and number of steps for all; the
+   learning rates each architecture was published with (``L1_LR``), the trainers' defaults
+   otherwise (times the multiple of ``AUXK_RUNS`` for (c)).
 3. Evaluate each on the held-out rows (``reconstruction_metrics``: FVU, L0, shrinkage, and the
    dead fraction over all ``--eval-tokens``).
 4. Compare architectures at equal L0: interpolate each one's FVU (and ``gamma``) linearly in
    log L0, at L0 values inside both architectures' ranges. Print the runs as a markdown
    table, the interpolated comparison, one line per claim, and write the FVU-vs-L0 plot.
 
-    python benchmarks/dictionary_claims.py [--place resid.12] [--tokens 480000] [--epochs 4]
-        [--eval-tokens 50000] [--d-sae 2048] [--threads 1] [--cache FILE]
+    python benchmarks/dictionary_claims.py [--claims abc] [--place resid.12] [--tokens 480000]
+        [--epochs 4] [--eval-tokens 50000] [--d-sae 2048] [--auxk-d-sae 16384] [--threads 1]
+        [--cache FILE]
         [--plot benchmarks/out/dictionary_claims.html]
 
 The plot is plotly HTML: plotly is the project's plotting dependency, and PNG would need kaleido.
@@ -57,6 +60,11 @@ TopK's L0 range. Measured at the default budget with (1, 2, 4, 8) for both: ReLU
 17, 1.7 (FVU 0.96: collapsed) and Gated L0 298, 142, 57, 16, so ReLU drops 8 and Gated 1."""
 TOPK_KS = (16, 32, 64)
 """TopK sweep: the L0 range the L1 sweep reaches."""
+AUXK_RUNS = ((8, 1.0), (32, 1.0), (8, 10.0), (32, 10.0))
+"""Claim (c): ``(k, learning-rate multiple of the TopK default)`` of the TopK pairs trained
+with and without AuxK at ``--auxk-d-sae`` latents. At 2048 latents, and at 16384 with k 32
+and the default rate, no latent dies in this budget (measured), so there is nothing for AuxK
+to revive; a smaller k or a larger rate lets latents die."""
 L1_LR = 3e-4
 """Learning rate of ReLU and Gated: the Gated SAE paper's, for Gated and the ReLU baseline
 (its authors, on LessWrong: 3e-4 "for all Gated SAE experiments", swept for the baseline).
@@ -95,18 +103,27 @@ class Result:
     seconds: float
 
 
-def sweep(*, l1_lr: float, topk_lr: float | None) -> list[Run]:
-    """Every run; ``topk_lr=None`` keeps the trainer's TopK default."""
+def sweep(claims: str, *, l1_lr: float, topk_lr: float | None, auxk_d_sae: int) -> list[Run]:
+    """The runs the ``claims`` (a subset of ``abc``) need; ``topk_lr=None`` keeps the trainer's
+    TopK default."""
 
     def l1(arch: str, c: float) -> Run:
         return Run(arch, arch, f"l1={c:g}", {"l1_coefficient": c, "lr": l1_lr})
 
-    def topk(label: str, k: int, **options: Any) -> Run:
-        return Run("topk", label, f"k={k}", {"k": k, "lr": topk_lr, **options})
-
-    runs = [l1("relu", c) for c in RELU_L1] + [l1("gated", c) for c in GATED_L1]
-    runs += [topk("topk", k) for k in TOPK_KS]
-    runs += [topk("topk, no AuxK", k, auxk_alpha=0.0) for k in TOPK_KS]
+    runs = []
+    if "a" in claims or "b" in claims:
+        runs += [l1("relu", c) for c in RELU_L1] + [l1("gated", c) for c in GATED_L1]
+    if "a" in claims:
+        runs += [Run("topk", "topk", f"k={k}", {"k": k, "lr": topk_lr}) for k in TOPK_KS]
+    if "c" in claims:
+        default_lr = TrainConfig(arch="topk", d_sae=auxk_d_sae, k=1, steps=1).peak_lr
+        for k, scale in AUXK_RUNS:
+            options = {"k": k, "d_sae": auxk_d_sae, "lr": scale * default_lr}
+            setting = f"k={k}, lr={scale:g}x"
+            runs.append(Run("topk", f"topk {auxk_d_sae}", setting, options))
+            runs.append(
+                Run("topk", f"topk {auxk_d_sae}, no AuxK", setting, {**options, "auxk_alpha": 0.0})
+            )
     return runs
 
 
@@ -279,22 +296,28 @@ def claim_b(versus_gated: Comparison) -> str:
 
 
 def claim_c(results: list[Result]) -> str:
-    with_aux = {r.run.options["k"]: r for r in results if r.run.label == "topk"}
-    without = {r.run.options["k"]: r for r in results if r.run.label == "topk, no AuxK"}
-    pairs = [(k, with_aux[k], without[k]) for k in sorted(with_aux) if k in without]
-    eval_pairs = [(a.metrics["dead_fraction"], b.metrics["dead_fraction"]) for _, a, b in pairs]
-    ok = all(a <= b for a, b in eval_pairs) and sum(a for a, _ in eval_pairs) < sum(
-        b for _, b in eval_pairs
-    )
-    details = ", ".join(
-        f"k={k}: {a.metrics['dead_fraction']:.2%} vs {b.metrics['dead_fraction']:.2%}"
-        f" (training window: {a.train_dead:.2%} vs {b.train_dead:.2%})"
-        for k, a, b in pairs
-    )
-    reason = ""
-    if not ok and all(b == 0 for _, b in eval_pairs):
-        reason = " (TopK without AuxK has no dead latents here: nothing to revive)"
-    return f"(c) AuxK lowers TopK's dead fraction, AuxK vs none: {details} -> {verdict(ok)}{reason}"
+    """AuxK against none, pair by pair, in the settings where latents die without it."""
+    pairs: dict[str, dict[bool, Result]] = {}
+    for r in results:
+        if r.run.options.get("d_sae") and r.run.arch == "topk":
+            with_auxk = r.run.options.get("auxk_alpha", None) != 0.0
+            pairs.setdefault(r.run.setting, {})[with_auxk] = r
+    details, lower, dying = [], 0, 0
+    for setting, pair in pairs.items():
+        a, b = pair[True].metrics["dead_fraction"], pair[False].metrics["dead_fraction"]
+        if b > 0:
+            dying += 1
+            lower += a < b
+        details.append(
+            f"{setting}: {a:.2%} vs {b:.2%} (training window {pair[True].train_dead:.2%} vs "
+            f"{pair[False].train_dead:.2%})"
+        )
+    if not dying:
+        outcome = "not shown: TopK without AuxK has no dead latents in any setting"
+    else:
+        outcome = verdict(lower == dying) + f" (lower in {lower} of the {dying} settings "
+        outcome += "where latents die without AuxK)"
+    return f"(c) AuxK lowers TopK's dead fraction, AuxK vs none: {'; '.join(details)} -> {outcome}"
 
 
 def markdown_table(results: list[Result]) -> str:
@@ -366,7 +389,9 @@ def main() -> None:
         "--epochs", type=int, default=4, help="passes over the collected rows (tokens / epochs)"
     )
     parser.add_argument("--eval-tokens", type=int, default=50_000)
-    parser.add_argument("--d-sae", type=int, default=2048)
+    parser.add_argument("--claims", default="abc", help="which claims to test (subset of abc)")
+    parser.add_argument("--d-sae", type=int, default=2048, help="latents for (a) and (b)")
+    parser.add_argument("--auxk-d-sae", type=int, default=16384, help="latents for (c)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--l1-lr", type=float, default=L1_LR, help="ReLU and Gated")
     parser.add_argument("--topk-lr", type=float, help="default: the trainer's")
@@ -375,6 +400,8 @@ def main() -> None:
     parser.add_argument("--cache", help="save the activations here, or reuse those saved")
     parser.add_argument("--plot", default="benchmarks/out/dictionary_claims.html")
     args = parser.parse_args()
+    if not args.claims or set(args.claims) - set("abc"):
+        parser.error(f"--claims must be a subset of abc, not {args.claims!r}")
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -389,7 +416,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
-    runs = sweep(l1_lr=args.l1_lr, topk_lr=args.topk_lr)
+    runs = sweep(args.claims, l1_lr=args.l1_lr, topk_lr=args.topk_lr, auxk_d_sae=args.auxk_d_sae)
     results = train_and_evaluate(runs, train_ND, eval_ND, shared, place=args.place)
     trained = time.perf_counter()
 
@@ -404,16 +431,23 @@ def main() -> None:
     )
     print(f"\n{title}\n{settings}\n")
     print(markdown_table(results))
-    versus_gated = compare(results, ("relu", "gated"))
-    versus_topk = compare(results, ("relu", "topk"))
-    for comparison in (versus_gated, versus_topk):
-        if len(comparison.l0):
-            print("\nInterpolated at equal L0 (linear in log L0):\n")
-            print(comparison_table(comparison))
-    print()
-    print(claim_a(versus_gated, versus_topk))
-    print(claim_b(versus_gated))
-    print(claim_c(results))
+    lines = []
+    if "a" in args.claims or "b" in args.claims:
+        versus_gated = compare(results, ("relu", "gated"))
+        comparisons = [versus_gated]
+        if "a" in args.claims:
+            versus_topk = compare(results, ("relu", "topk"))
+            comparisons.append(versus_topk)
+            lines.append(claim_a(versus_gated, versus_topk))
+        if "b" in args.claims:
+            lines.append(claim_b(versus_gated))
+        for comparison in comparisons:
+            if len(comparison.l0):
+                print("\nInterpolated at equal L0 (linear in log L0):\n")
+                print(comparison_table(comparison))
+    if "c" in args.claims:
+        lines.append(claim_c(results))
+    print("\n" + "\n".join(lines))
     write_plot(results, Path(args.plot), title)
     print(f"\nplot: {args.plot}")
     print(

@@ -187,3 +187,6 @@ def test_debias_classifier(tmp_path):
     assert results["methods"]["shift"]["ablated"]  # the judge chose features to ablate
     assert results["settings"]["n_train"] == 16 and results["settings"]["place"] == "resid.8"
     assert "plotly" in (tmp_path / "shift" / "results.html").read_text()
+    listed = (tmp_path / "shift" / "candidates.md").read_text()
+    assert listed.count("\n") == 2 + len(results["candidates"])
+    assert all(c["top_contexts"] for c in results["candidates"][:3])
