@@ -218,6 +218,12 @@ def test_cli_shift_and_its_errors(setup, tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("resid.0:99\n")
     assert main([*base, "--ablate", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "x")]) == 2
     assert "beyond the dictionary at resid.0" in capsys.readouterr().err
+    (tmp_path / "elsewhere.txt").write_text("resid.0:1\nmlp.1:2\n")
+    assert (
+        main([*base, "--ablate", str(tmp_path / "elsewhere.txt"), "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "no dictionary for mlp.1" in capsys.readouterr().err
     (tmp_path / "empty.txt").write_text("\n")
     assert main([*base, "--ablate", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "x")]) == 2
     assert "empty" in capsys.readouterr().err
