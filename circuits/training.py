@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,16 +57,24 @@ def corpus_contexts(
 
 
 def init_distributed(device: str) -> tuple[int, int]:
-    """Join the ``torchrun`` process group when launched by it; ``(rank, world)``."""
+    """Join the ``torchrun`` process group when launched by it; ``(rank, world)``. The group
+    is left at exit: a process that ends with a live gloo group can abort in its teardown
+    ("terminate called without an active exception"), failing a run that had finished."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if str(device).startswith("cuda") else "gloo"
         dist.init_process_group(backend)
+        atexit.register(_leave_group)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _evaluate_into(model, adapter, dictionary, contexts, out_dir) -> None:

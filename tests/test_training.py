@@ -110,10 +110,9 @@ def test_two_processes_equal_one(tmp_path):
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",  # a free port, not a fixed one another process may hold
             "--nproc-per-node",
             "2",
-            "--master-port",
-            "29517",
             str(WORKER),
             str(tmp_path / "two"),
             "--steps",
