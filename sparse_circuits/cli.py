@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         auxk_alpha=0.0 if args.no_auxk else 1 / 32,
+        dead_after_tokens=args.dead_after_tokens,
     )
     model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
     places = [p for pattern in args.submodule.split(",") for p in _expand(adapter, pattern)]
@@ -461,6 +462,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=4096, help="tokens per step")
     train.add_argument("--lr", type=float, help="peak learning rate (default: per arch)")
     train.add_argument("--no-auxk", action="store_true", help="disable the AuxK loss")
+    train.add_argument(
+        "--dead-after-tokens",
+        type=int,
+        help="a latent that has not fired in this many tokens is dead (AuxK trains it); default "
+        "min(10M, a tenth of the run). With small k and many latents a longer window keeps "
+        "AuxK off latents that are only rare (README, measured figures)",
+    )
     train.add_argument("--corpus", default="embedded", help="embedded, a .txt or .jsonl file")
     train.add_argument("--context-length", type=int, default=128)
     train.add_argument("--eval-tokens", type=int, default=16_384, help="held-out evaluation")

@@ -144,6 +144,9 @@ def test_refuses_a_folder_holding_another_run(tmp_path):
 def test_k_larger_than_dictionary_is_refused():
     with pytest.raises(TrainConfigError, match="--k 100 must be between 1 and --dict-size 64"):
         TrainConfig(arch="topk", d_sae=64, k=100, steps=1)
+    with pytest.raises(TrainConfigError, match="--dead-after-tokens must be positive, got 0"):
+        TrainConfig(arch="topk", d_sae=64, k=4, steps=1, dead_after_tokens=0)
+    assert TrainConfig(arch="topk", d_sae=64, k=4, steps=1, dead_after_tokens=7).dead_window == 7
 
 
 def test_topk_loss_with_auxk_matches_a_hand_computation():

@@ -47,7 +47,10 @@ class TrainConfig:
     """Dead latents used by AuxK; ``None`` means ``d_in // 2`` (Gao et al. use 512 for d 1024+)."""
     dead_after_tokens: int | None = None
     """A latent that has not fired in this many tokens counts as dead; ``None`` means Gao et
-    al.'s 10M, or a tenth of the run's tokens when that is shorter."""
+    al.'s 10M, or a tenth of the run's tokens when that is shorter. Too short a window lets
+    AuxK act on latents that are merely rare: at k 8 and 16384 latents, a 48k-token window
+    left 64 % of latents dead against 28 % with a 200k one and 21 % without AuxK
+    (``benchmarks/dictionary_claims.py``)."""
     jumprelu_bandwidth: float = 0.001
     """Width of the rectangle kernel of the straight-through estimator (Rajamanoharan et al.)."""
     jumprelu_init_threshold: float = 0.001
@@ -73,6 +76,10 @@ class TrainConfig:
                 0 < self.k <= self.d_sae,
                 f"--k {self.k} must be between 1 and --dict-size {self.d_sae}",
             )
+        need(
+            self.dead_after_tokens is None or self.dead_after_tokens > 0,
+            f"--dead-after-tokens must be positive, got {self.dead_after_tokens}",
+        )
         need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
         need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")
 
