@@ -5,10 +5,10 @@ features that carry it (Marks et al. 2024, section 4).
    train a logistic probe for the task on the ambiguous split, where task and spurious
    attribute are perfectly correlated.
 2. Attribute the probe's margin (its logit signed by the text's label) to the features at
-   every place with a dictionary up to the probe: attribution patching against a zero
-   baseline, summed over the positions after the first, averaged over a label-balanced
-   subset of the training texts. The candidates are the top features by |effect| that
-   together carry a set share of all features' |effect|.
+   every place with a dictionary (an SAE: transcoders are refused) up to the probe:
+   attribution patching against a zero baseline, summed over the positions after the first,
+   averaged over a label-balanced subset of the training texts. The candidates are the top
+   features by |effect| that together carry a set share of all features' |effect|.
 3. Choose features to ablate: a list the user gives, or an automatic judge that marks a
    candidate task-irrelevant when its pooled activation separates the spurious concept on a
    labelled concept set in which that concept varies on its own: its AUROC differs from 0.5
@@ -47,10 +47,12 @@ from .probe import LinearProbe, group_accuracies, pooled_activations_at, train_p
 
 __all__ = [
     "FeatureRef",
+    "NoSpuriousFeature",
     "ShiftConfig",
     "auroc",
     "auroc_p_value",
     "candidates_markdown",
+    "check_ablation_list",
     "plot_results",
     "pooled_features",
     "run_shift",
@@ -357,6 +359,57 @@ def _judge(
     }
 
 
+class NoSpuriousFeature(ValueError):
+    """The judge marked none of the candidates; ``candidates`` holds them, judged and labelled,
+    for a person to choose from."""
+
+    def __init__(self, candidates: list[dict]):
+        super().__init__(
+            f"the judge marked none of the {len(candidates)} candidate features as spurious"
+        )
+        self.candidates = candidates
+
+
+def check_ablation_list(
+    adapter: Any, dictionaries: Mapping[str, Dictionary], place: str, refs: Sequence[FeatureRef]
+) -> None:
+    """Raise ``ValueError`` unless ``refs`` is non-empty and names each of its features once, of
+    a dictionary at or before the probe's ``place``."""
+    if not refs:
+        raise ValueError("the ablation list is empty")
+    probe_order = adapter.parse(place).order
+    seen: set[FeatureRef] = set()
+    for at, feature in refs:
+        name = f"{at}:{feature}"
+        if at not in dictionaries:
+            raise ValueError(f"cannot ablate {name}: no dictionary for {at}")
+        if adapter.parse(at).order > probe_order:
+            raise ValueError(f"cannot ablate {name}: {at} comes after the probe place {place}")
+        if not 0 <= feature < dictionaries[at].d_sae:
+            raise ValueError(
+                f"cannot ablate {name}: feature {feature} is beyond the dictionary at {at} "
+                f"(d_sae = {dictionaries[at].d_sae})"
+            )
+        if (at, feature) in seen:
+            raise ValueError(f"{name} is listed twice in the ablation list")
+        seen.add((at, feature))
+
+
+def _dictionaries_up_to(
+    adapter: Any, dictionaries: Mapping[str, Dictionary], place: str
+) -> dict[str, Dictionary]:
+    """The dictionaries at or before the probe's ``place``, in model order; all must be SAEs
+    (a transcoder's features are computed from another place than the one they write)."""
+    probe_order = adapter.parse(place).order
+    places = [p for p in dictionaries if adapter.parse(p).order <= probe_order]
+    if not places:
+        raise ValueError(f"no dictionary at or before the probe place {place}")
+    for at in places:
+        if dictionaries[at].config.is_transcoder:
+            raise ValueError(f"SHIFT ablates SAE features; {at} holds a transcoder")
+    return {p: dictionaries[p] for p in adapter.sort(places)}
+
+
 def _recentred(probe: LinearProbe, X_before: torch.Tensor, X_after: torch.Tensor):
     """``probe`` with its intercept moved so that its mean logit over ``X_after`` equals its
     mean logit over ``X_before``, and the move."""
@@ -378,17 +431,14 @@ def run_shift(
     progress: bool = True,
 ) -> dict[str, Any]:
     """The SHIFT table: ``{"methods": {name: {task_acc, spurious_acc, worst_group_acc, ...,
-    "ablated": [...]}}, "candidates": [...], "settings": {...}}``."""
+    "ablated": [...]}}, "candidates": [...], "settings": {...}}``. The ablation list and the
+    dictionaries are checked before any model pass; ``NoSpuriousFeature`` (carrying the
+    candidates) when the judge marks none."""
     if (concept is None) == (ablate is None):
         raise ValueError("choose features by exactly one of a concept set (--auto) or a list")
-    if ablate is not None and not ablate:
-        raise ValueError("the ablation list is empty")
-    places = [
-        p for p in dictionaries if adapter.parse(p).order <= adapter.parse(config.place).order
-    ]
-    if not places:
-        raise ValueError(f"no dictionary at or before the probe place {config.place}")
-    dictionaries = {p: dictionaries[p] for p in adapter.sort(places)}
+    if ablate is not None:
+        check_ablation_list(adapter, dictionaries, config.place, ablate)
+    dictionaries = _dictionaries_up_to(adapter, dictionaries, config.place)
     rng = random.Random(config.seed)
     oracle_train, evaluation = _halves(test, rng)
     probe_options = {"epochs": config.probe_epochs, "weight_decay": config.probe_weight_decay}
@@ -421,7 +471,7 @@ def run_shift(
         judge = _judge(model, adapter, dictionaries, candidates, concept, config)
         ablate = [(c["place"], c["feature"]) for c in candidates if c["judged_spurious"]]
         if not ablate:
-            raise ValueError("the judge marked no candidate feature as spurious")
+            raise NoSpuriousFeature(candidates)
 
     def ablations(refs: list[FeatureRef]) -> list[Intervention]:
         by_place: dict[str, list[int]] = {}
@@ -546,8 +596,9 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
 def candidates_markdown(results: dict[str, Any], *, contexts: int = 3) -> str:
     """The attributed candidates as a Markdown table, for a person to judge: effect on the
     probe's margin, the judge's concept-set AUROC and verdict, whether SHIFT ablated it, and
-    its top activating contexts."""
-    ablated = set(results["methods"]["shift"]["ablated"])
+    its top activating contexts. ``results`` may hold only ``candidates`` (then none is
+    ablated)."""
+    ablated = set(results["methods"]["shift"]["ablated"]) if "methods" in results else set()
     lines = [
         "| feature | effect | concept AUROC | judged spurious | ablated | top contexts |",
         "|---|--:|--:|:-:|:-:|---|",

@@ -369,9 +369,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 @command
 def cmd_shift(args: argparse.Namespace) -> int:
     from circuits.models import load_model
+    from dictionaries.files import write_text_atomic
     from editing.bios import bios_file, read_labelled
-    from editing.shift import ShiftConfig, candidates_markdown, plot_results, run_shift
+    from editing.shift import (
+        NoSpuriousFeature,
+        candidates_markdown,
+        check_ablation_list,
+        plot_results,
+        run_shift,
+    )
 
+    config = _shift_config(args)  # bad options fail before the slow part
     train = read_labelled(args.train or bios_file("train"))
     test = read_labelled(args.test or bios_file("test"))
     concept = ablate = None
@@ -383,38 +391,29 @@ def cmd_shift(args: argparse.Namespace) -> int:
         ablate = [_feature_ref(line, args.ablate) for line in args.ablate.read_text().split()]
         if not ablate:
             raise ValueError(f"{args.ablate}: the ablation list is empty")
-    args.out.mkdir(parents=True, exist_ok=True)
     model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
     adapter.parse(args.place)
     dictionaries = _load_dictionaries(args.dictionaries, None, args.device)
-    for place, feature in ablate or []:
-        if place not in dictionaries:
-            raise ValueError(f"{args.ablate}: no dictionary for {place} in {args.dictionaries}")
-        if not 0 <= feature < dictionaries[place].d_sae:
-            raise ValueError(
-                f"{args.ablate}: feature {feature} is beyond the dictionary at {place} "
-                f"(d_sae = {dictionaries[place].d_sae})"
-            )
-    options = {
-        name: getattr(args, name)
-        for name in (
-            "candidates",
-            "attribution_share",
-            "attribution_examples",
-            "judge_alpha",
-            "label_tokens",
+    if ablate is not None:
+        try:
+            check_ablation_list(adapter, dictionaries, args.place, ablate)
+        except ValueError as error:
+            raise ValueError(f"{args.ablate}: {error}") from None
+    try:
+        results = run_shift(
+            model, adapter, dictionaries, train, test, config,
+            concept=concept, ablate=ablate, retrain=args.retrain,
         )  # fmt: skip
-        if getattr(args, name) is not None
-    }
-    if args.attribution_examples == 0:
-        options["attribution_examples"] = None  # all
-    config = ShiftConfig(place=args.place, seed=args.seed, **options)
-    results = run_shift(
-        model, adapter, dictionaries, train, test, config,
-        concept=concept, ablate=ablate, retrain=args.retrain,
-    )  # fmt: skip
-    from dictionaries.files import write_text_atomic
-
+    except NoSpuriousFeature as error:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table = write_text_atomic(
+            args.out / "candidates.md", candidates_markdown({"candidates": error.candidates})
+        )
+        raise ValueError(
+            f"{error}; the candidates are in {table}: list those to ablate (PLACE:FEATURE_ID, "
+            "one a line) in a file for --ablate"
+        ) from None
+    args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
     write_text_atomic(args.out / "candidates.md", candidates_markdown(results))
     plot_results(results, args.out / "results.html")
@@ -424,6 +423,34 @@ def cmd_shift(args: argparse.Namespace) -> int:
     }
     print(json.dumps({"out": str(args.out), "methods": table}))
     return 0
+
+
+def _shift_config(args: argparse.Namespace):
+    """The ``ShiftConfig`` of the options given; options of the judge with ``--ablate`` are an
+    error (they would be ignored)."""
+    from editing.shift import ShiftConfig
+
+    judge_options = {"--judge-alpha": args.judge_alpha, "--concept": args.concept}
+    ignored = [name for name, value in judge_options.items() if value is not None]
+    if args.ablate and ignored:
+        raise ValueError(f"{' and '.join(ignored)}: only for --auto, not with --ablate")
+    names = (
+        "candidates",
+        "attribution_share",
+        "attribution_examples",
+        "judge_alpha",
+        "label_tokens",
+    )
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.attribution_examples == 0:
+        options["attribution_examples"] = None  # all
+    try:
+        return ShiftConfig(place=args.place, seed=args.seed, **options)
+    except ValueError as error:  # name the option, not the field
+        message = str(error)
+        for name in names:
+            message = message.replace(name, "--" + name.replace("_", "-"))
+        raise ValueError(message) from None
 
 
 def _feature_ref(item: str, source: Path) -> tuple[str, int]:
@@ -557,12 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--ablate", type=Path, help="file of PLACE:FEATURE_ID to ablate")
     choose.add_argument("--auto", action="store_true", help="let the concept-set judge choose")
     shift.add_argument("--retrain", action="store_true", help="also retrain the probe")
-    shift.add_argument(
+    how_many = shift.add_mutually_exclusive_group()
+    how_many.add_argument(
         "--candidates",
         type=int,
         help="judge this many top features (default: by --attribution-share)",
     )
-    shift.add_argument(
+    how_many.add_argument(
         "--attribution-share",
         type=float,
         help="candidates: the top features carrying this share of all |attribution|",

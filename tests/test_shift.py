@@ -7,12 +7,19 @@ import random
 import pytest
 import torch
 
+from circuits.attribution import AttributionConfig, node_effects
+from circuits.metrics import ProbeLogit
+from circuits.prompts import PromptBatch
 from editing.interventions import FeatureAblation
-from editing.probe import LinearProbe, pooled_activations
+from editing.probe import LinearProbe, pooled_activations, train_probe
 from editing.shift import (
     ShiftConfig,
+    _attribute,
+    _balanced_draw,
     _candidates,
+    _dictionaries_up_to,
     _FromPosition,
+    _halves,
     _pool,
     _recentred,
     auroc,
@@ -60,14 +67,25 @@ def test_auroc_by_hand():
     assert auroc(torch.tensor([1.0, 1.0]), torch.tensor([0, 1])) == pytest.approx(0.5)
 
 
+def accuracies_by_hand(probe, X, rows):
+    """Task accuracy and the lowest accuracy over the (label, group) cells of ``rows``."""
+    cells: dict[tuple[int, int], list[bool]] = {}
+    for row, prediction in zip(rows, probe.predict(X).tolist(), strict=True):
+        cells.setdefault((row["label"], row["group"]), []).append(prediction == row["label"])
+    hits = [hit for cell in cells.values() for hit in cell]
+    return sum(hits) / len(hits), min(sum(cell) / len(cell) for cell in cells.values())
+
+
 def test_shift_table_with_a_given_list(setup):
     model, adapter, dictionaries = setup
-    config = ShiftConfig(place="resid.1", candidates=8, probe_epochs=50, label_tokens=0)
+    config = ShiftConfig(
+        place="resid.1", candidates=8, probe_epochs=50, label_tokens=0, attribution_examples=4
+    )
     ablate = [("resid.0", 3), ("resid.1", 5)]
+    train, test = bios(24, False, 0), bios(24, True, 1)
     results = run_shift(
-        model, adapter, dictionaries, bios(24, False, 0), bios(24, True, 1), config,
-        ablate=ablate, progress=False,
-    )  # fmt: skip
+        model, adapter, dictionaries, train, test, config, ablate=ablate, progress=False
+    )
     methods = results["methods"]
     assert set(methods) == {
         "original",
@@ -79,10 +97,96 @@ def test_shift_table_with_a_given_list(setup):
     }
     assert methods["shift"]["ablated"] == ["resid.0:3", "resid.1:5"]
     assert len(methods["random"]["ablated"]) == 2 and len(methods["neuron_skyline"]["ablated"]) == 2
-    for scores in methods.values():
-        assert 0 <= scores["worst_group_acc"] <= scores["task_acc"] <= 1
     assert results["settings"]["places"] == ["resid.0", "resid.1"]  # none after the probe
     assert len(results["candidates"]) == 8
+    assert results["settings"]["attribution"]["n_examples"] == 4
+    # the original and the oracle probe, retrained here and scored by hand on the same half
+    oracle_rows, evaluation = _halves(test, random.Random(config.seed))
+    X_eval = pooled_activations(model, adapter, [r["text"] for r in evaluation], "resid.1")
+    for name, rows in (("original", train), ("oracle", oracle_rows)):
+        X = pooled_activations(model, adapter, [r["text"] for r in rows], "resid.1")
+        y = torch.tensor([r["label"] for r in rows])
+        probe = train_probe(X, y, epochs=50, weight_decay=1e-2, seed=config.seed)
+        task, worst = accuracies_by_hand(probe, X_eval, evaluation)
+        assert methods[name]["task_acc"] == pytest.approx(task)
+        assert methods[name]["worst_group_acc"] == pytest.approx(worst)
+
+
+class SignedProbeLogit(ProbeLogit):
+    """The probe's logit at resid.1 (positions from 1) times a fixed sign: one text's margin."""
+
+    def __init__(self, probe: LinearProbe, sign: float):
+        super().__init__("resid.1", probe.weight, probe.bias, start=1)
+        self.sign = sign
+
+    def __call__(self, model, adapter, batch):
+        return self.sign * super().__call__(model, adapter, batch)
+
+
+def test_attribution_over_a_balanced_draw(setup):
+    """The draw holds as many texts of each label; ``_attribute`` (texts batched by length)
+    matches ``node_effects`` run on each text alone with its own signed metric."""
+    model, adapter, dictionaries = setup
+    train = bios(16, False, 0)
+    rows = _balanced_draw(train, 4, random.Random(0))
+    assert len(set(rows)) == 4 and sorted(train[i]["label"] for i in rows) == [0, 0, 1, 1]
+    data = [train[i] for i in rows]
+    data[-1] = {**data[-1], "text": data[-1]["text"] + " and"}
+    ids = [model.tokenizer(d["text"]).input_ids for d in data]
+    lengths = [len(row) for row in ids]
+    assert sorted(lengths.count(n) for n in set(lengths)) == [1, 3]  # batches of 3 and 1
+    up_to_probe = {p: dictionaries[p] for p in ("resid.0", "resid.1")}
+    probe = LinearProbe(torch.randn(D_MODEL, generator=torch.Generator().manual_seed(5)), 0.3)
+    effects = _attribute(
+        model, adapter, up_to_probe, probe, data, ShiftConfig("resid.1"), progress=False
+    )
+    expected = {p: torch.zeros(32) for p in up_to_probe}
+    settings = AttributionConfig(aggregation="none")
+    for d, row in zip(data, ids, strict=True):
+        batch = PromptBatch(torch.tensor([row]), torch.zeros(1, dtype=torch.long))
+        metric = SignedProbeLogit(probe, 2.0 * d["label"] - 1)
+        alone = node_effects(
+            model, adapter, up_to_probe, [batch], metric=metric, config=settings, progress=False
+        )
+        for place, effect_TF in alone.features.items():
+            expected[place] += effect_TF[1:].sum(0) / len(data)
+    for place in up_to_probe:
+        assert expected[place].abs().max() > 1e-3
+        assert torch.allclose(effects[place], expected[place], atol=1e-5)
+
+
+def test_ablation_list_is_checked_before_any_model_pass(setup):
+    _, adapter, dictionaries = setup  # no model: a model pass would fail otherwise
+    config = ShiftConfig(place="resid.1")
+    data = bios(8, False, 0)
+    for ablate, message in (
+        ([("resid.0", 1), ("resid.2", 5)], "resid.2:5: resid.2 comes after the probe place"),
+        ([("resid.0", 1), ("resid.1", 2), ("resid.0", 1)], "resid.0:1 is listed twice"),
+        ([("mlp.1", 2)], "mlp.1:2: no dictionary for mlp.1"),
+        ([("resid.0", 32)], "feature 32 is beyond the dictionary at resid.0"),
+        ([], "the ablation list is empty"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            run_shift(None, adapter, dictionaries, data, data, config, ablate=ablate)
+
+
+def transcoder(layer: int):
+    return random_dictionary(
+        "relu", D_MODEL, 24, center_input=False, place=f"mlp_in.{layer}", writes=f"mlp.{layer}"
+    )
+
+
+def test_transcoders_are_refused(setup):
+    _, adapter, dictionaries = setup
+    with_transcoder = {**dictionaries, "mlp.0": transcoder(0)}
+    data = bios(8, False, 0)
+    with pytest.raises(ValueError, match="SHIFT ablates SAE features; mlp.0 holds a transcoder"):
+        run_shift(
+            None, adapter, with_transcoder, data, data, ShiftConfig(place="resid.1"),
+            ablate=[("resid.0", 1)],
+        )  # fmt: skip
+    after_the_probe = {**dictionaries, "mlp.2": transcoder(2)}  # not used: no matter
+    assert list(_dictionaries_up_to(adapter, after_the_probe, "resid.1")) == ["resid.0", "resid.1"]
 
 
 def test_auroc_p_value_by_hand():
@@ -196,18 +300,26 @@ def test_auto_judge_records_its_choices(setup, tmp_path):
         assert ("| yes | yes |" in row) == (name in judged)
 
 
-def test_cli_shift_and_its_errors(setup, tmp_path, capsys):
-    model, adapter, dictionaries = setup
-    model._module.save_pretrained(tmp_path / "model")
-    model.tokenizer.save_pretrained(tmp_path / "model")
+@pytest.fixture(scope="module")
+def cli_files(setup, tmp_path_factory):
+    """A saved model, its dictionaries, train and test splits; the CLI's common arguments."""
+    model, _, dictionaries = setup
+    folder = tmp_path_factory.mktemp("cli")
+    model._module.save_pretrained(folder / "model")
+    model.tokenizer.save_pretrained(folder / "model")
     for place, d in dictionaries.items():
-        d.save(tmp_path / "dicts" / place)
+        d.save(folder / "dicts" / place)
     for name, rows in (("train", bios(16, False, 0)), ("test", bios(16, True, 1))):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["shift", "--model", str(folder / "model"), "--dictionaries", str(folder / "dicts"),
+            "--place", "resid.1", "--train", str(folder / "train.jsonl"),
+            "--test", str(folder / "test.jsonl"), "--label-tokens", "0"]  # fmt: skip
+    return folder, base
+
+
+def test_cli_shift_and_its_errors(cli_files, tmp_path, capsys):
+    folder, base = cli_files
     (tmp_path / "ablate.txt").write_text("resid.0:1\nresid.1:2\n")
-    base = ["shift", "--model", str(tmp_path / "model"), "--dictionaries", str(tmp_path / "dicts"),
-            "--place", "resid.1", "--train", str(tmp_path / "train.jsonl"),
-            "--test", str(tmp_path / "test.jsonl"), "--label-tokens", "0"]  # fmt: skip
     assert (
         main([*base, "--ablate", str(tmp_path / "ablate.txt"), "--out", str(tmp_path / "o")]) == 0
     )
@@ -215,21 +327,65 @@ def test_cli_shift_and_its_errors(setup, tmp_path, capsys):
     assert results["methods"]["shift"]["ablated"] == ["resid.0:1", "resid.1:2"]
     assert (tmp_path / "o" / "results.html").is_file()
     capsys.readouterr()
-    (tmp_path / "bad.txt").write_text("resid.0:99\n")
-    assert main([*base, "--ablate", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "x")]) == 2
-    assert "beyond the dictionary at resid.0" in capsys.readouterr().err
-    (tmp_path / "elsewhere.txt").write_text("resid.0:1\nmlp.1:2\n")
-    assert (
-        main([*base, "--ablate", str(tmp_path / "elsewhere.txt"), "--out", str(tmp_path / "x")])
-        == 2
-    )
-    assert "no dictionary for mlp.1" in capsys.readouterr().err
-    (tmp_path / "empty.txt").write_text("\n")
-    assert main([*base, "--ablate", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "x")]) == 2
-    assert "empty" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "x")]
+    for lines, message in (
+        ("resid.0:99\n", "beyond the dictionary at resid.0"),
+        ("resid.0:1\nmlp.1:2\n", "no dictionary for mlp.1"),
+        ("resid.0:1\nresid.2:5\n", "resid.2:5: resid.2 comes after the probe place resid.1"),
+        ("resid.0:1\nresid.0:1\n", "resid.0:1 is listed twice"),
+        ("\n", "empty"),
+    ):
+        (tmp_path / "bad.txt").write_text(lines)
+        assert main([*base, "--ablate", str(tmp_path / "bad.txt"), *out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {tmp_path / 'bad.txt'}: ") and message in err
+        assert not (tmp_path / "x").exists()
     one_class = [r for r in bios(16, False, 0) if r["label"] == 1]
     (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in one_class))
     assert main([*base[:7], "--train", str(tmp_path / "one.jsonl"), *base[9:],
-                 "--ablate", str(tmp_path / "ablate.txt"), "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+                 "--ablate", str(tmp_path / "ablate.txt"), *out]) == 2  # fmt: skip
     assert "both classes" in capsys.readouterr().err
-    assert not (tmp_path / "x" / "results.json").exists()
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_shift_refuses_bad_options_at_once(cli_files, tmp_path, capsys):
+    """Options are checked before the model loads (here it does not exist) and leave no
+    output folder; options that would be ignored are errors."""
+    folder, base = cli_files
+    (tmp_path / "ablate.txt").write_text("resid.0:1\n")
+    no_model = [*base[:1], "--model", str(tmp_path / "missing"), *base[3:]]
+    ablate_out = ["--ablate", str(tmp_path / "ablate.txt"), "--out", str(tmp_path / "x")]
+    for options, message in (
+        (["--attribution-share", "2"], "--attribution-share must be in (0, 1], not 2.0"),
+        (["--attribution-examples", "1"], "--attribution-examples must be at least 2"),
+        (["--judge-alpha", "0.1"], "--judge-alpha: only for --auto, not with --ablate"),
+        (["--concept", str(folder / "test.jsonl"), "--judge-alpha", "0.1"],
+         "--judge-alpha and --concept: only for --auto"),
+    ):  # fmt: skip
+        assert main([*no_model, *options, *ablate_out]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--candidates", "3", "--attribution-share", "0.5", *ablate_out])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_shift_keeps_the_candidates_when_the_judge_marks_none(cli_files, tmp_path, capsys):
+    """A concept set of one text in both groups: every candidate's AUROC is 0.5."""
+    _, base = cli_files
+    concept = [{"text": "a cat she was a nurse near a cat", "group": i % 2} for i in range(8)]
+    (tmp_path / "concept.jsonl").write_text("".join(json.dumps(r) + "\n" for r in concept))
+    out = tmp_path / "o"
+    assert main([*base, "--auto", "--concept", str(tmp_path / "concept.jsonl"),
+                 "--candidates", "5", "--attribution-examples", "4", "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "the judge marked none of the 5 candidate features as spurious" in err
+    assert f"the candidates are in {out / 'candidates.md'}" in err
+    rows = (out / "candidates.md").read_text().splitlines()[2:]
+    assert len(rows) == 5
+    for row in rows:  # AUROC 0.50, not judged spurious, not ablated
+        assert "| 0.50 | no | no |" in row
+    assert not (out / "results.json").exists()
