@@ -16,17 +16,19 @@ Claims, each tested with the same token budget, data and data order for every ru
 2. Train every run of the sweep (ReLU+L1 and Gated at several L1 coefficients, TopK at several
    k; for (c) wider TopK pairs with and without AuxK) with ``DictionaryTrainer`` on a
    ``TensorSource`` of the same rows: same seed, batch size and number of steps for all; the
-   learning rates each architecture was published with (``L1_LR``), the trainers' defaults
-   otherwise (times the multiple of ``AUXK_RUNS`` for (c)).
+   learning rates each architecture was published with (``L1_LR``), ``--topk-lr`` or the
+   trainers' defaults otherwise (times the multiple of ``AUXK_RUNS`` for (c)); the (c) runs
+   count a latent dead after ``--dead-after-tokens`` (default: the trainer's window).
 3. Evaluate each on the held-out rows (``reconstruction_metrics``: FVU, L0, shrinkage, and the
    dead fraction over all ``--eval-tokens``).
 4. Compare architectures at equal L0: interpolate each one's FVU (and ``gamma``) linearly in
    log L0, at L0 values inside both architectures' ranges. Print the runs as a markdown
-   table, the interpolated comparison, one line per claim, and write the FVU-vs-L0 plot.
+   table, the interpolated comparison, one line per claim (for (c) with each pair's dead
+   window), and write the FVU-vs-L0 plot.
 
     python benchmarks/dictionary_claims.py [--claims abc] [--place resid.12] [--tokens 480000]
         [--epochs 4] [--eval-tokens 50000] [--d-sae 2048] [--auxk-d-sae 16384] [--threads 1]
-        [--cache FILE]
+        [--topk-lr LR] [--dead-after-tokens N] [--cache FILE]
         [--plot benchmarks/out/dictionary_claims.html]
 
 The plot is plotly HTML: plotly is the project's plotting dependency, and PNG would need kaleido.
@@ -38,6 +40,7 @@ import argparse
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,7 @@ from circuits.models import load_model
 from circuits.training import corpus_contexts
 from dictionaries.evaluation import reconstruction_metrics
 from dictionaries.files import atomic_path
-from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig
+from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig, TrainConfigError
 
 RELU_L1 = (1.0, 2.0, 4.0)
 GATED_L1 = (2.0, 4.0, 8.0)
@@ -61,10 +64,10 @@ TopK's L0 range. Measured at the default budget with (1, 2, 4, 8) for both: ReLU
 TOPK_KS = (16, 32, 64)
 """TopK sweep: the L0 range the L1 sweep reaches."""
 AUXK_RUNS = ((8, 1.0), (32, 1.0), (8, 10.0), (32, 10.0))
-"""Claim (c): ``(k, learning-rate multiple of the TopK default)`` of the TopK pairs trained
-with and without AuxK at ``--auxk-d-sae`` latents. At 2048 latents, and at 16384 with k 32
-and the default rate, no latent dies in this budget (measured), so there is nothing for AuxK
-to revive; a smaller k or a larger rate lets latents die."""
+"""Claim (c): ``(k, learning-rate multiple of --topk-lr or the TopK default)`` of the TopK
+pairs trained with and without AuxK at ``--auxk-d-sae`` latents. At 2048 latents, and at 16384
+with k 32 and the default rate, no latent dies in this budget (measured), so there is nothing
+for AuxK to revive; a smaller k or a larger rate lets latents die."""
 L1_LR = 3e-4
 """Learning rate of ReLU and Gated: the Gated SAE paper's, for Gated and the ReLU baseline
 (its authors, on LessWrong: 3e-4 "for all Gated SAE experiments", swept for the baseline).
@@ -100,12 +103,28 @@ class Result:
     """``reconstruction_metrics`` on the held-out rows."""
     train_dead: float
     """Dead fraction the trainer saw at the end (no firing within its dead window)."""
+    dead_window: int
+    """Tokens without firing after which the trainer counted a latent dead."""
     seconds: float
 
 
-def sweep(claims: str, *, l1_lr: float, topk_lr: float | None, auxk_d_sae: int) -> list[Run]:
+def topk_lr_at(topk_lr: float | None, d_sae: int) -> float:
+    """``topk_lr``, or the trainer's TopK default at ``d_sae`` latents when it is ``None``."""
+    if topk_lr is not None:
+        return topk_lr
+    return TrainConfig(arch="topk", d_sae=d_sae, k=1, steps=1).peak_lr
+
+
+def sweep(
+    claims: str,
+    *,
+    l1_lr: float,
+    topk_lr: float | None,
+    auxk_d_sae: int,
+    dead_after_tokens: int | None = None,
+) -> list[Run]:
     """The runs the ``claims`` (a subset of ``abc``) need; ``topk_lr=None`` keeps the trainer's
-    TopK default."""
+    TopK default, ``dead_after_tokens=None`` its dead window (in the (c) runs)."""
 
     def l1(arch: str, c: float) -> Run:
         return Run(arch, arch, f"l1={c:g}", {"l1_coefficient": c, "lr": l1_lr})
@@ -116,9 +135,14 @@ def sweep(claims: str, *, l1_lr: float, topk_lr: float | None, auxk_d_sae: int) 
     if "a" in claims:
         runs += [Run("topk", "topk", f"k={k}", {"k": k, "lr": topk_lr}) for k in TOPK_KS]
     if "c" in claims:
-        default_lr = TrainConfig(arch="topk", d_sae=auxk_d_sae, k=1, steps=1).peak_lr
+        base_lr = topk_lr_at(topk_lr, auxk_d_sae)
         for k, scale in AUXK_RUNS:
-            options = {"k": k, "d_sae": auxk_d_sae, "lr": scale * default_lr}
+            options = {
+                "k": k,
+                "d_sae": auxk_d_sae,
+                "lr": scale * base_lr,
+                "dead_after_tokens": dead_after_tokens,
+            }
             setting = f"k={k}, lr={scale:g}x"
             runs.append(Run("topk", f"topk {auxk_d_sae}", setting, options))
             runs.append(
@@ -193,16 +217,21 @@ def cached_activations(args: argparse.Namespace, n_train: int) -> tuple[torch.Te
 # --------------------------------------------------------------------------- 2-3. train, evaluate
 
 
+def train_configs(runs: list[Run], shared: dict[str, Any]) -> list[TrainConfig]:
+    """Each run's settings: the shared ones, overridden by the run's own."""
+    return [TrainConfig(arch=run.arch, **{**shared, **run.options}) for run in runs]
+
+
 def train_and_evaluate(
     runs: list[Run],
+    configs: list[TrainConfig],
     train_ND: torch.Tensor,
     eval_ND: torch.Tensor,
-    shared: dict[str, Any],
     *,
     place: str,
 ) -> list[Result]:
-    """Train every run on the same rows in the same order, one progress bar for all."""
-    configs = [TrainConfig(arch=run.arch, **{**shared, **run.options}) for run in runs]
+    """Train every run with its config on the same rows in the same order, one progress bar
+    for all."""
     results = []
     with tqdm(total=sum(c.steps for c in configs), desc="train", unit="step") as bar:
         for run, config in zip(runs, configs, strict=True):
@@ -217,7 +246,7 @@ def train_and_evaluate(
             train_dead = trainer.objective.dead_mask.float().mean().item()
             dictionary = trainer.finish()
             metrics = reconstruction_metrics(dictionary, eval_ND.split(EVAL_BATCH))
-            results.append(Result(run, metrics, train_dead, trainer.seconds))
+            results.append(Result(run, metrics, train_dead, config.dead_window, trainer.seconds))
     return results
 
 
@@ -309,8 +338,8 @@ def claim_c(results: list[Result]) -> str:
             dying += 1
             lower += a < b
         details.append(
-            f"{setting}: {a:.2%} vs {b:.2%} (training window {pair[True].train_dead:.2%} vs "
-            f"{pair[False].train_dead:.2%})"
+            f"{setting}, dead window {pair[True].dead_window:,} tokens: {a:.2%} vs {b:.2%} "
+            f"(in training {pair[True].train_dead:.2%} vs {pair[False].train_dead:.2%})"
         )
     if not dying:
         outcome = "not shown: TopK without AuxK has no dead latents in any setting"
@@ -380,35 +409,73 @@ def write_plot(results: list[Result], path: Path, title: str) -> None:
         figure.write_html(tmp, include_plotlyjs=True, full_html=True, auto_open=False)
 
 
+def positive(kind: type) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` values above 0."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"  # argparse: "invalid positive int value"
+    return parse
+
+
+def claim_settings(args: argparse.Namespace) -> list[str]:
+    """Each requested claim's latents and learning rates, one line per group of claims."""
+    lines = []
+    l1_claims = [c for c in "ab" if c in args.claims]
+    if l1_claims:
+        line = f"({', '.join(l1_claims)}): d_sae {args.d_sae}, lr relu/gated {args.l1_lr:g}"
+        if "a" in l1_claims:
+            line += f", topk {topk_lr_at(args.topk_lr, args.d_sae):.2g}"
+        lines.append(line)
+    if "c" in args.claims:
+        multiples = "/".join(f"{m:g}" for m in sorted({m for _, m in AUXK_RUNS}))
+        base_lr = topk_lr_at(args.topk_lr, args.auxk_d_sae)
+        lines.append(f"(c): d_sae {args.auxk_d_sae}, lr topk {base_lr:.2g} x {multiples}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--place", default="resid.12")
-    parser.add_argument("--tokens", type=int, default=480_000, help="training tokens per run")
     parser.add_argument(
-        "--epochs", type=int, default=4, help="passes over the collected rows (tokens / epochs)"
+        "--tokens", type=positive(int), default=480_000, help="training tokens per run"
     )
-    parser.add_argument("--eval-tokens", type=int, default=50_000)
+    parser.add_argument(
+        "--epochs",
+        type=positive(int),
+        default=4,
+        help="passes over the collected rows (tokens / epochs)",
+    )
+    parser.add_argument("--eval-tokens", type=positive(int), default=50_000)
     parser.add_argument("--claims", default="abc", help="which claims to test (subset of abc)")
-    parser.add_argument("--d-sae", type=int, default=2048, help="latents for (a) and (b)")
-    parser.add_argument("--auxk-d-sae", type=int, default=16384, help="latents for (c)")
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--l1-lr", type=float, default=L1_LR, help="ReLU and Gated")
-    parser.add_argument("--topk-lr", type=float, help="default: the trainer's")
-    parser.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    parser.add_argument("--d-sae", type=positive(int), default=2048, help="latents for (a), (b)")
+    parser.add_argument("--auxk-d-sae", type=positive(int), default=16384, help="latents for (c)")
+    parser.add_argument("--batch-size", type=positive(int), default=1024)
+    parser.add_argument("--l1-lr", type=positive(float), default=L1_LR, help="ReLU and Gated")
+    parser.add_argument(
+        "--topk-lr",
+        type=positive(float),
+        help="TopK, and the base rate the multiples of (c) scale (default: the trainer's)",
+    )
+    parser.add_argument(
+        "--dead-after-tokens",
+        type=positive(int),
+        help="dead window of the (c) runs (default: the trainer's, a tenth of the run)",
+    )
+    parser.add_argument("--threads", type=positive(int), default=1, help=THREADS_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="save the activations here, or reuse those saved")
     parser.add_argument("--plot", default="benchmarks/out/dictionary_claims.html")
     args = parser.parse_args()
     if not args.claims or set(args.claims) - set("abc"):
         parser.error(f"--claims must be a subset of abc, not {args.claims!r}")
-    started = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    n_train = math.ceil(args.tokens / args.epochs)
-    train_ND, eval_ND = cached_activations(args, n_train)
-    collected = time.perf_counter()
-
+    if args.tokens < args.batch_size:
+        parser.error(f"--tokens {args.tokens} is less than one --batch-size {args.batch_size}")
     steps = args.tokens // args.batch_size
     shared = {
         "d_sae": args.d_sae,
@@ -416,20 +483,34 @@ def main() -> None:
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
-    runs = sweep(args.claims, l1_lr=args.l1_lr, topk_lr=args.topk_lr, auxk_d_sae=args.auxk_d_sae)
-    results = train_and_evaluate(runs, train_ND, eval_ND, shared, place=args.place)
+    runs = sweep(
+        args.claims,
+        l1_lr=args.l1_lr,
+        topk_lr=args.topk_lr,
+        auxk_d_sae=args.auxk_d_sae,
+        dead_after_tokens=args.dead_after_tokens,
+    )
+    try:
+        configs = train_configs(runs, shared)
+    except TrainConfigError as error:
+        parser.error(str(error))
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    n_train = math.ceil(args.tokens / args.epochs)
+    train_ND, eval_ND = cached_activations(args, n_train)
+    collected = time.perf_counter()
+
+    results = train_and_evaluate(runs, configs, train_ND, eval_ND, place=args.place)
     trained = time.perf_counter()
 
     title = (
-        f"{args.model} {args.place}: d_sae {args.d_sae}, {steps * args.batch_size:,} training "
-        f"tokens per run ({len(train_ND):,} distinct), {len(eval_ND):,} eval tokens"
+        f"{args.model} {args.place}: {steps * args.batch_size:,} training tokens per run "
+        f"({len(train_ND):,} distinct), {len(eval_ND):,} eval tokens"
     )
-    settings = (
-        f"batch {args.batch_size}, {steps} steps, lr relu/gated {args.l1_lr:g}, lr topk "
-        f"{args.topk_lr or TrainConfig(arch='topk', d_sae=args.d_sae, k=1, steps=1).peak_lr:.2g}"
-        f", seed {args.seed}, {args.threads} thread(s)"
-    )
-    print(f"\n{title}\n{settings}\n")
+    settings = f"batch {args.batch_size}, {steps} steps, seed {args.seed}, {args.threads} thread(s)"
+    claims = claim_settings(args)
+    print("\n" + "\n".join([title, settings, *claims]) + "\n")
     print(markdown_table(results))
     lines = []
     if "a" in args.claims or "b" in args.claims:
@@ -448,7 +529,7 @@ def main() -> None:
     if "c" in args.claims:
         lines.append(claim_c(results))
     print("\n" + "\n".join(lines))
-    write_plot(results, Path(args.plot), title)
+    write_plot(results, Path(args.plot), "<br>".join([title, *claims]))
     print(f"\nplot: {args.plot}")
     print(
         f"time: {trained - started:.0f} s ({collected - started:.0f} s activations, "

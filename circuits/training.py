@@ -113,7 +113,8 @@ def train_on_model(
     places = [places] if isinstance(places, str) else list(places)
     if len(places) > 1 and (transcoder_out or resume):
         raise ValueError("several places at once train SAEs only, without --resume")
-    rank, world = init_distributed(str(next(model._module.parameters()).device))
+    device = next(model._module.parameters()).device
+    rank, world = init_distributed(str(device))
     split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)
     activation = activation or ActivationConfig(place=places[0], seed=config.seed)
     activation.place, activation.target_place = places[0], transcoder_out
@@ -126,7 +127,7 @@ def train_on_model(
         model, adapter, split.train, activation, rank=rank, world=world, places=places
     )
     out = Path(out_dir) if out_dir is not None else None
-    common = {"skip": skip, "model": model_name, "overwrite": overwrite}
+    common = {"skip": skip, "model": model_name, "overwrite": overwrite, "device": device}
     if len(places) == 1:
         trainers = {
             places[0]: DictionaryTrainer(

@@ -109,9 +109,11 @@ class Objective(ABC):
             W_dec_FD /= W_dec_FD.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
     def record_firing(self, fired_F: torch.Tensor, n_tokens: int) -> None:
-        """Count tokens since each latent last fired, over all data-parallel ranks."""
-        fired = all_reduce_(fired_F.to(torch.int32), dist.ReduceOp.MAX).bool().cpu()
-        total = all_reduce_(torch.tensor(n_tokens)).item()
+        """Count tokens since each latent last fired, over all data-parallel ranks (reduced
+        on the dictionary's device: NCCL communicates only CUDA tensors)."""
+        device = self.dictionary.device
+        fired = all_reduce_(fired_F.to(device, torch.int32), dist.ReduceOp.MAX).bool().cpu()
+        total = all_reduce_(torch.tensor(n_tokens, device=device)).item()
         self.tokens_since_fired += total
         self.tokens_since_fired[fired] = 0
 

@@ -73,13 +73,23 @@ def _new_dictionary(config: TrainConfig, source: ActivationSource, meta: dict[st
     return architecture_class(config.arch)(dictionary_config)
 
 
-def _gather(batch_ND: torch.Tensor) -> torch.Tensor:
-    """Every rank's rows, in rank order (the whole global batch); itself in one process."""
+def _device() -> torch.device:
+    """Where this rank trains: its current GPU under NCCL, which communicates only CUDA
+    tensors (``init_distributed`` selects the GPU); the CPU otherwise."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _gather(batch_ND: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every rank's rows, in rank order (the whole global batch), gathered on ``device``;
+    itself in one process."""
     world = _world()[1]
     if world == 1:
         return batch_ND
-    parts = [torch.empty_like(batch_ND) for _ in range(world)]
-    dist.all_gather(parts, batch_ND.contiguous())
+    local_ND = batch_ND.to(device).contiguous()
+    parts = [torch.empty_like(local_ND) for _ in range(world)]
+    dist.all_gather(parts, local_ND)
     return torch.cat(parts)
 
 
@@ -152,6 +162,8 @@ class DictionaryTrainer:
     ``place``/``writes``/``model`` are recorded in the dictionary's config; ``writes`` makes a
     transcoder (``skip`` adds its linear skip connection). With ``out_dir`` the run checkpoints
     there and the final dictionary is saved there; ``resume`` continues from its checkpoint.
+    ``device`` is where the dictionary trains (default: this rank's GPU under NCCL, else the
+    CPU); the source's rows are moved there.
     """
 
     def __init__(
@@ -166,6 +178,7 @@ class DictionaryTrainer:
         model: str | None = None,
         resume: bool = False,
         overwrite: bool = False,
+        device: str | torch.device | None = None,
     ) -> None:
         self.rank, self.world = _world()
         if config.batch_size % self.world:
@@ -177,7 +190,7 @@ class DictionaryTrainer:
         if self.out_dir is not None:
             _prepare_run_folder(self.out_dir, config, meta, resume, overwrite)
         self.source, self.config = source, config
-        self.dictionary = _new_dictionary(config, source, meta)
+        self.dictionary = _new_dictionary(config, source, meta).to(device or _device())
         self.dictionary.train()
         self.objective: Objective = OBJECTIVES[config.arch](self.dictionary, config)
         self.optimizer = torch.optim.Adam(
@@ -186,7 +199,7 @@ class DictionaryTrainer:
         self.checkpoint_path = self.out_dir / CHECKPOINT_FILE if self.out_dir else None
         self.seconds = 0.0
         if resume and self.checkpoint_path is not None and self.checkpoint_path.is_file():
-            self._restore(torch.load(self.checkpoint_path, weights_only=True))
+            self._restore(torch.load(self.checkpoint_path, map_location="cpu", weights_only=True))
         else:
             self._initialize()
 
@@ -195,7 +208,8 @@ class DictionaryTrainer:
     def _initialize(self) -> None:
         config = self.config
         x, y = self.source.next_batch(config.batch_size)
-        x, y = _gather(x), (None if y is x else _gather(y))
+        device = self.dictionary.device
+        x, y = _gather(x, device), (None if y is x else _gather(y, device))
         y = x if y is None else y
         one = torch.tensor(1.0)
         self.in_scale = _scale_for(x) if config.normalize_inputs else one
