@@ -103,6 +103,11 @@ class Result:
     """``reconstruction_metrics`` on the held-out rows."""
     train_dead: float
     """Dead fraction the trainer saw at the end (no firing within its dead window)."""
+    peak_train_dead: float
+    """The largest dead fraction the trainer logged."""
+    auxk_nmse: float | None
+    """The AuxK term's normalised MSE at the last logged step with dead latents (1 = what
+    predicting zero gives; above 1 its gradient pushes the dead latents' activations down)."""
     dead_window: int
     """Tokens without firing after which the trainer counted a latent dead."""
     seconds: float
@@ -244,9 +249,16 @@ def train_and_evaluate(
                 if entry:
                     bar.set_postfix(l0=f"{entry['l0']:.1f}", dead=f"{entry['dead_fraction']:.1%}")
             train_dead = trainer.objective.dead_mask.float().mean().item()
+            peak_dead = max(entry["dead_fraction"] for entry in trainer.history)
+            auxk = [entry["auxk_nmse"] for entry in trainer.history if "auxk_nmse" in entry]
             dictionary = trainer.finish()
             metrics = reconstruction_metrics(dictionary, eval_ND.split(EVAL_BATCH))
-            results.append(Result(run, metrics, train_dead, config.dead_window, trainer.seconds))
+            results.append(
+                Result(
+                    run, metrics, train_dead, peak_dead, auxk[-1] if auxk else None,
+                    config.dead_window, trainer.seconds,
+                )
+            )  # fmt: skip
     return results
 
 
@@ -324,6 +336,10 @@ def claim_b(versus_gated: Comparison) -> str:
     )
 
 
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def claim_c(results: list[Result]) -> str:
     """AuxK against none, pair by pair, in the settings where latents die without it."""
     pairs: dict[str, dict[bool, Result]] = {}
@@ -339,7 +355,10 @@ def claim_c(results: list[Result]) -> str:
             lower += a < b
         details.append(
             f"{setting}, dead window {pair[True].dead_window:,} tokens: {a:.2%} vs {b:.2%} "
-            f"(in training {pair[True].train_dead:.2%} vs {pair[False].train_dead:.2%})"
+            f"(in training, peak and end: {pair[True].peak_train_dead:.1%}, "
+            f"{pair[True].train_dead:.1%} vs {pair[False].peak_train_dead:.1%}, "
+            f"{pair[False].train_dead:.1%}; AuxK normalised MSE at the end "
+            f"{_or_dash(pair[True].auxk_nmse)})"
         )
     if not dying:
         outcome = "not shown: TopK without AuxK has no dead latents in any setting"

@@ -1,11 +1,17 @@
-"""Edge weights against perturbing one upstream node with every other place frozen, and the
-batched edge pass against its one-backward-per-node twin."""
+"""Edge weights against perturbing each upstream node with every other place frozen (every
+node or a random part, summed or per position), the total gradient the edge pass rebuilds
+against an ordinary backward, and the batched edge pass against its one-backward-per-node
+twin."""
+
+import copy
 
 import pytest
 import torch
 
+from circuits import edges as edges_module
 from circuits.attribution import node_effects
 from circuits.edges import METRIC_NODE, NodeSelection, _pack, edge_effects
+from circuits.models import wrap_model
 from circuits.prompts import tokenize_prompts
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
@@ -35,10 +41,10 @@ def setup():
     return model, adapter, dictionaries, batch, selection, edges
 
 
-def run_frozen(model, adapter, batch, frozen, replace=None, read=None):
+def run_frozen(model, adapter, batch, frozen, replace=None):
     """Plain-PyTorch run: every place in ``frozen`` outputs its given constant, ``replace``
-    maps a place to a function of nothing giving its output; returns the activation at
-    ``read`` and the metric."""
+    maps a place to a function of what it computed giving what it outputs instead; returns
+    what every place computed (before any replacement) and the metric ``(B,)``."""
     handles, store = [], {}
     for place in PLACES:
         site = adapter.site(place)
@@ -48,7 +54,7 @@ def run_frozen(model, adapter, batch, frozen, replace=None, read=None):
             store[place] = current
             value = None
             if replace and place in replace:
-                value = replace[place]()
+                value = replace[place](current)
             elif place in frozen:
                 value = frozen[place]
             if value is None:
@@ -61,68 +67,196 @@ def run_frozen(model, adapter, batch, frozen, replace=None, read=None):
         handle.remove()
     rows = torch.arange(len(batch))
     metric = logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]
-    return (store.get(read), metric)
+    return store, metric
 
 
-def perturbed_edges(model, adapter, dictionaries, batch, up, down, u):
-    """Weights from node ``u`` of ``up`` (a feature, or -1 for the error) to each feature and
-    the error of ``down``, independently of the edge code: the total gradient at ``down`` (by
-    autograd through plain hooks) times the change of ``down``'s features and error when ``u``
-    moves a small step along its delta, every other place frozen at its clean value."""
-    clean = {p: capture(model, adapter, batch.clean_ids, p, dictionaries[p]) for p in PLACES}
-    patch = capture(model, adapter, batch.patch_ids, up, dictionaries[up])
-    d_up, d_down = dictionaries[up], dictionaries[down]
-    # d m / d f_down and d m / d e_down: total gradients, nothing frozen
-    f_leaf, e_leaf = (t.clone().requires_grad_(True) for t in clean[down])
-    _, metric = run_frozen(
-        model, adapter, batch, {}, replace={down: lambda: d_down.decode(f_leaf) + e_leaf}
-    )
-    grad_f, grad_e = torch.autograd.grad(metric.sum(), [f_leaf, e_leaf])
-    others = {p: dictionaries[p].decode(f) + e for p, (f, e) in clean.items() if p != down}
-    f_u, e_u = clean[up]
-    eps, values = 1e-3, []
-    for scale in (0.0, eps):
-        f, e = f_u.clone(), e_u.clone()
-        if u >= 0:
-            f[..., u] += scale * (patch[0] - f_u)[..., u]
-        else:
-            e += scale * (patch[1] - e_u)
+class Perturbation:
+    """Edge weights independently of the edge code and of splicing, in float64 on a copy of
+    the model and dictionaries: the total gradient at each place (autograd through plain
+    hooks, nothing frozen) times the change of every later place's features and error (and
+    of the metric) when one upstream node moves a small step along its delta, every other
+    place frozen at its clean value (central differences)."""
+
+    EPS = 1e-5
+
+    def __init__(self, model, dictionaries, batch):
+        module = copy.deepcopy(model._module).double()
+        for norm in module.modules():
+            if type(norm).__name__.endswith("RMSNorm"):
+                # transformers computes it in float32 whatever the dtype: too coarse for the
+                # finite differences, so it is recomputed in float64
+                norm.register_forward_hook(
+                    lambda n, inputs, _: (
+                        n.weight
+                        * inputs[0]
+                        * torch.rsqrt(inputs[0].pow(2).mean(-1, keepdim=True) + n.variance_epsilon)
+                    )
+                )
+        self.model, self.adapter = wrap_model(module, model.tokenizer)
+        self.dictionaries = {p: copy.deepcopy(d).double() for p, d in dictionaries.items()}
+        self.batch = batch
+        model, adapter, dicts = self.model, self.adapter, self.dictionaries
+        self.clean = {p: capture(model, adapter, batch.clean_ids, p, dicts[p]) for p in PLACES}
+        self.patch = {p: capture(model, adapter, batch.patch_ids, p, dicts[p]) for p in PLACES}
+        # d m / d(output) at every place: a zero added to each output, nothing frozen
+        zeros = {p: torch.zeros_like(self.clean[p][1], requires_grad=True) for p in PLACES}
+        replace = {p: (lambda current, z=z: current + z) for p, z in zeros.items()}
+        _, metric = run_frozen(model, adapter, batch, {}, replace=replace)
+        grads = torch.autograd.grad(metric.sum(), [zeros[p] for p in PLACES])
+        self.grad_x = dict(zip(PLACES, grads, strict=True))
+        self.grad_f = {}
+        for p in PLACES:
+            f_leaf = self.clean[p][0].clone().requires_grad_(True)
+            (self.grad_f[p],) = torch.autograd.grad(dicts[p].decode(f_leaf), f_leaf, self.grad_x[p])
+
+    def _moved(self, up, nodes, scale):
+        """Every place's computed value and the metric, ``len(nodes)`` blocks of the batch:
+        in block ``k`` node ``k`` of ``up`` moves by ``scale`` times its delta."""
+        f_u, e_u = self.clean[up]
+        delta_f, delta_e = self.patch[up][0] - f_u, self.patch[up][1] - e_u
+        f = f_u.expand(len(nodes), *f_u.shape).clone()
+        e = e_u.expand(len(nodes), *e_u.shape).clone()
+        for k, (_, feature, position) in enumerate(nodes):
+            at = slice(None) if position < 0 else slice(position, position + 1)
+            if feature >= 0:
+                f[k, :, at, feature] += scale * delta_f[:, at, feature]
+            else:
+                e[k, :, at] += scale * delta_e[:, at]
+        n = len(nodes)
+        frozen = {
+            p: (self.dictionaries[p].decode(fp) + ep).repeat(n, 1, 1)
+            for p, (fp, ep) in self.clean.items()
+        }
+        frozen[up] = self.dictionaries[up].decode(f.flatten(0, 1)) + e.flatten(0, 1)
         with torch.no_grad():
-            x_down, _ = run_frozen(
-                model, adapter, batch, {**others, up: d_up.decode(f) + e}, read=down
-            )
-        f_down = d_down.encode(x_down)
-        values.append((f_down, x_down - d_down.decode(f_down)))
-    change_f = (values[1][0] - values[0][0]) / eps
-    change_e = (values[1][1] - values[0][1]) / eps
-    expected = [(grad_f[..., d] * change_f[..., d]).sum() for d in range(D_SAE)]
-    expected.append((grad_e * change_e).sum())
-    return [w.item() / len(batch) for w in torch.stack(expected).detach()]
+            return run_frozen(self.model, self.adapter, self.batch.tile(n), frozen)
+
+    def edges(self, selection, aggregation):
+        """``{(u, d): weight}`` for every selected node ``u`` into every selected node ``d``
+        of each later place and into the metric, averaged over examples."""
+        weights = {}
+        for up in PLACES:
+            if nodes := masked_nodes(selection, up):
+                later = {p: masked_nodes(selection, p) for p in PLACES[PLACES.index(up) + 1 :]}
+                weights.update(self._edges_from(nodes, later, aggregation))
+        return weights
+
+    def _edges_from(self, nodes, later, aggregation):
+        """The weights from the nodes of one place into the nodes ``later[place]``."""
+        (plus, m_plus), (minus, m_minus) = (
+            self._moved(nodes[0][0], nodes, s * self.EPS) for s in (1.0, -1.0)
+        )
+        n, B = len(nodes), len(self.batch)
+        per_node = lambda t: t.reshape(n, B, *t.shape[1:]) / (2 * self.EPS)  # noqa: E731
+        m_w = per_node(m_plus - m_minus).sum(1) / B
+        weights = {(u, METRIC_NODE): w for u, w in zip(nodes, m_w.tolist(), strict=True)}
+        for down, downs in later.items():
+            if not downs:
+                continue
+            d = self.dictionaries[down]
+            f_plus, f_minus = d.encode(plus[down]), d.encode(minus[down])
+            change_f = per_node(f_plus - f_minus)
+            change_e = per_node(plus[down] - d.decode(f_plus) - minus[down] + d.decode(f_minus))
+            w_f = (self.grad_f[down] * change_f).sum(1) / B  # (n, T, F)
+            w_e = (self.grad_x[down] * change_e).sum((1, -1)) / B  # (n, T)
+            w = torch.cat([w_f, w_e[..., None]], -1)  # the error as feature F
+            if aggregation == "sum":
+                w = w.sum(1, keepdim=True)
+            positions = [max(t, 0) for _, _, t in downs]
+            columns = [f if f >= 0 else D_SAE for _, f, _ in downs]
+            for u, row in zip(nodes, w[:, positions, columns].tolist(), strict=True):
+                weights.update({(u, dn): x for dn, x in zip(downs, row, strict=True)})
+        return weights
 
 
-@pytest.mark.parametrize("upstream_kind", ["feature", "error"])
-@pytest.mark.parametrize(
-    "up, down",
-    [
-        ("resid.0", "attn.1"),
-        ("attn.1", "mlp.1"),
-        ("mlp.1", "resid.1"),
-        ("resid.0", "resid.1"),
-        ("resid.1", "resid.2"),
-    ],
-)
-def test_edge_matches_perturbing_one_upstream_node(setup, up, down, upstream_kind):
-    model, adapter, dictionaries, batch, _, edges = setup
-    if upstream_kind == "feature":
-        f_u, _ = capture(model, adapter, batch.clean_ids, up, dictionaries[up])
-        f_patch, _ = capture(model, adapter, batch.patch_ids, up, dictionaries[up])
-        u = int((f_patch - f_u).abs().sum((0, 1)).argmax())
-    else:
-        u = -1
-    expected = perturbed_edges(model, adapter, dictionaries, batch, up, down, u)
-    for d, weight in zip([*range(D_SAE), -1], expected, strict=True):
-        got = edges.get(((up, u, -1), (down, d, -1)), 0.0)
-        assert got == pytest.approx(weight, abs=3e-3, rel=3e-2), (up, u, down, d)
+@pytest.fixture(scope="module")
+def reference(setup):
+    model, _, dictionaries, batch, *_ = setup
+    return Perturbation(model, dictionaries, batch)
+
+
+EMPTY = [None, "resid.0", "mlp.1", "resid.2"]
+"""Every node, or a random half with none at one place: at resid.0 the next place has no
+earlier node (the edge pass skips it); mlp.1 and resid.2 have earlier nodes but none of their
+own (they only pass their gradient back, which the edges into earlier places need)."""
+
+
+def masked_nodes(selection, place):
+    """The nodes a selection's masks hold, read off the masks (not ``NodeSelection.keys``)."""
+    f_mask, e_mask = selection.features[place].tolist(), selection.errors[place].tolist()
+    if selection.features[place].dim() == 1:
+        error = [(place, -1, -1)] if e_mask else []
+        return [(place, f, -1) for f, on in enumerate(f_mask) if on] + error
+    features = [(place, f, t) for t, row in enumerate(f_mask) for f, on in enumerate(row) if on]
+    return features + [(place, -1, t) for t, on in enumerate(e_mask) if on]
+
+
+def chosen_nodes(batch, aggregation, empty):
+    if empty is None:
+        return every_node(batch, aggregation)
+    return random_nodes(batch, aggregation, 0.5, empty=(empty,))
+
+
+def random_nodes(batch, aggregation, fraction, empty=(), seed=0):
+    """Each node selected with probability ``fraction``, none at the ``empty`` places."""
+    generator = torch.Generator().manual_seed(seed)
+    selection = every_node(batch, aggregation)
+    for masks in (selection.features, selection.errors):
+        for place, mask in masks.items():
+            masks[place] = torch.rand(mask.shape, generator=generator) < fraction
+            if place in empty:
+                masks[place].fill_(False)
+    return selection
+
+
+@pytest.mark.parametrize("empty", EMPTY)
+@pytest.mark.parametrize("aggregation", ["sum", "none"])
+def test_edges_match_perturbing_each_upstream_node(setup, reference, aggregation, empty):
+    """Every edge between selected nodes (per position with ``none``) against the
+    perturbation reference; no edge touches an unselected node."""
+    model, adapter, dictionaries, batch, *_ = setup
+    selection = chosen_nodes(batch, aggregation, empty)
+    edges = edge_effects(
+        model, adapter, dictionaries, [batch], selection, aggregation=aggregation, progress=False
+    )
+    expected = reference.edges(selection, aggregation)
+    assert edges
+    assert set(edges) <= set(expected)
+    keys = list(expected)
+    got = torch.tensor([edges.get(key, 0.0) for key in keys], dtype=torch.float64)
+    want = torch.tensor([expected[key] for key in keys], dtype=torch.float64)
+    wrong = (~torch.isclose(got, want, rtol=1e-3, atol=1e-6)).nonzero().squeeze(-1).tolist()
+    assert not wrong, [(keys[i], got[i].item(), want[i].item()) for i in wrong[:10]]
+
+
+@pytest.mark.parametrize("empty", EMPTY)
+@pytest.mark.parametrize("batched", [True, False])
+def test_rebuilt_total_gradient_equals_an_ordinary_backward(
+    setup, reference, monkeypatch, batched, empty
+):
+    """``dm/d(output)`` as the edge pass rebuilds it place by place against autograd through
+    the unspliced model, at every place whose gradient the pass needs (a place after the
+    first selected node, or holding one)."""
+    model, adapter, dictionaries, batch, *_ = setup
+    passes = []
+
+    class Recorded(edges_module._Pass):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            passes.append(self)
+
+    monkeypatch.setattr(edges_module, "_Pass", Recorded)
+    selection = chosen_nodes(batch, "sum", empty)
+    edge_effects(model, adapter, dictionaries, [batch], selection, batched=batched, progress=False)
+    (p,) = passes
+    checked = 0
+    for index, place in enumerate(PLACES):
+        if not any(masked_nodes(selection, q) for q in PLACES[: index + 1]):
+            continue
+        expected = reference.grad_x[place].float()
+        torch.testing.assert_close(p.total[place], expected, rtol=1e-4, atol=1e-6)
+        checked += 1
+    assert checked == len(PLACES) - (empty == "resid.0")
 
 
 def test_no_edge_without_a_direct_path(setup):
@@ -165,13 +299,8 @@ def test_batched_equals_looped_for_every_dictionary(arch, aggregation):
         p: random_dictionary(arch, D_MODEL, D_SAE, seed=i) for i, p in enumerate(PLACES)
     }
     batch = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)[0]
-    generator = torch.Generator().manual_seed(0)
-    selection = every_node(batch, aggregation)
-    for masks in (selection.features, selection.errors):
-        for place, mask in masks.items():
-            masks[place] = torch.rand(mask.shape, generator=generator) < 0.5
-    selection.features["attn.1"][:] = False  # a place with upstream nodes but none of its own
-    selection.errors["attn.1"].fill_(False)
+    # none at attn.1: a place with upstream nodes but none of its own
+    selection = random_nodes(batch, aggregation, 0.5, empty=("attn.1",))
     options = {"aggregation": aggregation, "progress": False}
     batched = edge_effects(
         model, adapter, dictionaries, [batch], selection, chunk_elements=2**12, **options

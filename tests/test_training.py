@@ -179,3 +179,4 @@ def test_topk_loss_with_auxk_matches_a_hand_computation():
     out = objective.loss(x, x, step=0)
     torch.testing.assert_close(out.mse, mse, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.loss.detach(), mse + 0.5 * variance * nmse, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.auxk_nmse, nmse, rtol=1e-5, atol=1e-6)

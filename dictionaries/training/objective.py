@@ -31,6 +31,9 @@ class StepOutput(NamedTuple):
     """Mean active features per token (detached)."""
     fired: torch.Tensor
     """``(d_sae,)`` bool: which features fired on this batch."""
+    auxk_nmse: torch.Tensor | None = None
+    """TopK: the AuxK term's normalised MSE (detached), when some latents are dead; 1 is what
+    predicting zero would give."""
 
 
 OBJECTIVES: dict[str, type[Objective]] = {}

@@ -43,14 +43,15 @@ class TopKObjective(Objective):
         if skip is not None:
             y_hat = y_hat + skip
         mse = squared_error(y, y_hat)
-        loss = mse
+        loss, auxk = mse, None
         if self.config.auxk_alpha > 0 and self.dead_mask.any():
             auxk = self.auxk_loss(x, (y - y_hat).detach())
             loss = loss + self.config.auxk_alpha * total_variance(y) * auxk
         active_NK = values_NK > 0
         fired_F = torch.zeros(d.d_sae, dtype=torch.bool, device=x.device)
         fired_F[indices_NK[active_NK]] = True
-        return StepOutput(loss, mse.detach(), active_NK.sum(-1).float().mean(), fired_F)
+        l0 = active_NK.sum(-1).float().mean()
+        return StepOutput(loss, mse.detach(), l0, fired_F, None if auxk is None else auxk.detach())
 
     def auxk_loss(self, x: torch.Tensor, residual_ND: torch.Tensor) -> torch.Tensor:
         """Normalised MSE of the residual's reconstruction from the most active dead

@@ -283,6 +283,8 @@ class DictionaryTrainer:
                 "dead_fraction": objective.dead_mask.float().mean().item(),
                 "lr": config.lr_at(step),
             }
+            if out.auxk_nmse is not None:
+                entry["auxk_nmse"] = out.auxk_nmse.item()
             self.history.append(entry)
         if config.checkpoint_every and self.step_index % config.checkpoint_every == 0:
             self.save_checkpoint()
