@@ -217,19 +217,28 @@ def _read_jsonl(path: Path) -> list[str]:
     return _nonempty(documents, path)
 
 
-def _read_hub(name: str, *, split: str, max_documents: int | None) -> list[str]:
-    needs = "reading it as a hub dataset needs the `datasets` package and a network"
+def open_hub_dataset(
+    name: str, *, split: str, error: type[Exception] = ValueError, what: str = ""
+) -> Iterable[dict[str, Any]]:
+    """The rows of a hub dataset's ``split``, streamed; without the ``datasets`` package, a
+    network or the dataset, one ``error`` naming ``name`` (``what`` opens its message, e.g.
+    "no such file, and ")."""
+    needs = f"{name}: {what}reading it as a hub dataset needs the `datasets` package and a network"
     if importlib.util.find_spec("datasets") is None:
-        raise CorpusError(f"{name}: no such file, and {needs} (pip install datasets)")
+        raise error(f"{needs} (pip install datasets)")
     if not hub_reachable():
-        raise CorpusError(f"{name}: no such file, and {needs}; the hub cannot be reached")
+        raise error(f"{needs}; the hub cannot be reached")
     import datasets
 
     try:
-        rows = datasets.load_dataset(name, split=split, streaming=True)
-    except Exception as error:  # datasets raises many kinds for a missing or private dataset
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorpusError(f"{name}: cannot load the hub dataset ({reason})") from None
+        return datasets.load_dataset(name, split=split, streaming=True)
+    except Exception as failure:  # datasets raises many kinds for a missing or private dataset
+        reason = str(failure).splitlines()[0] if str(failure) else type(failure).__name__
+        raise error(f"{name}: cannot load the hub dataset ({reason})") from None
+
+
+def _read_hub(name: str, *, split: str, max_documents: int | None) -> list[str]:
+    rows = open_hub_dataset(name, split=split, error=CorpusError, what="no such file, and ")
     documents = []
     for number, row in enumerate(rows, start=1):
         if "text" not in row:
