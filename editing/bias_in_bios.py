@@ -101,8 +101,6 @@ def write_bias_in_bios(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return [
-        write_text_atomic(
-            bios_file(name, folder), "".join(json.dumps(e) + "\n" for e in examples)
-        )
+        write_text_atomic(bios_file(name, folder), "".join(json.dumps(e) + "\n" for e in examples))
         for name, examples in splits.items()
     ]

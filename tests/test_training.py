@@ -162,21 +162,30 @@ def test_topk_loss_with_auxk_matches_a_hand_computation():
     objective.tokens_since_fired[dead] = config.dead_window
     x = torch.randn(20, 8)
 
-    W_enc, b_enc, W_dec, b_dec = (
-        t.detach() for t in (dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec)
-    )
+    params = (dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec)
+    W_enc, b_enc, W_dec, b_dec = params  # the hand computation is dense autograd
     pre = torch.relu((x - b_dec) @ W_enc + b_enc)
     kept = pre * (pre >= pre.topk(3, dim=-1).values[:, -1:])
     y_hat = kept @ W_dec + b_dec
     mse = (x - y_hat).pow(2).sum(-1).mean()
-    residual = x - y_hat
+    residual = (x - y_hat).detach()
     dead_pre = pre * dead
     dead_kept = dead_pre * (dead_pre >= dead_pre.topk(2, dim=-1).values[:, -1:])
     nmse = (residual - dead_kept @ W_dec).pow(2).sum(-1).mean() / (
         (residual - residual.mean(0)).pow(2).sum(-1).mean()
     )
     variance = (x - x.mean(0)).pow(2).sum(-1).mean()
+    hand_loss = mse + 0.5 * variance * nmse
     out = objective.loss(x, x, step=0)
-    torch.testing.assert_close(out.mse, mse, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out.loss.detach(), mse + 0.5 * variance * nmse, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out.auxk_nmse, nmse, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.mse, mse.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.loss.detach(), hand_loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.auxk_nmse, nmse.detach(), rtol=1e-5, atol=1e-6)
+    # and the gradients of every parameter (the sparse ops against dense autograd)
+    expected = torch.autograd.grad(hand_loss, params)
+    for name, got, want in zip(
+        ("W_enc", "b_enc", "W_dec", "b_dec"),
+        torch.autograd.grad(out.loss, params),
+        expected,
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)

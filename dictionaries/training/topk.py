@@ -59,9 +59,9 @@ class TopKObjective(Objective):
         d = self.dictionary
         dead_G = self.dead_mask.nonzero().squeeze(-1).to(x.device)
         k_aux = min(self.config.auxk_k or d.d_in // 2, len(dead_G))
-        centred = x - d.b_dec if d.config.center_input else x
-        pre_NG = torch.relu(centred @ d.W_enc[:, dead_G] + d.b_enc[dead_G])
-        values_NK, which_NK = pre_NG.topk(k_aux, dim=-1)
+        b_dec = d.b_dec if d.config.center_input else None
+        # the dead latents' encoder columns only; the sparse op's backward touches the kept pairs
+        values_NK, which_NK = topk_encode(x, d.W_enc[:, dead_G], d.b_enc[dead_G], b_dec, k_aux)
         residual_hat = sparse_decode(values_NK, dead_G[which_NK], d.W_dec, None)
         return squared_error(residual_ND, residual_hat) / total_variance(residual_ND)
 
