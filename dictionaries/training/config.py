@@ -49,8 +49,8 @@ class TrainConfig:
     """A latent that has not fired in this many tokens counts as dead; ``None`` means Gao et
     al.'s 10M, or a tenth of the run's tokens when that is shorter. Too short a window lets
     AuxK act on latents that are merely rare: at k 8 and 16384 latents, a 48k-token window
-    left 64 % of latents dead against 28 % with a 200k one and 21 % without AuxK
-    (``benchmarks/dictionary_claims.py --claims c [--dead-after-tokens 200000]``)."""
+    left 63 % of latents dead against 28 % with a 200k one and 21 % without AuxK
+    (``benchmarks/auxk_dynamics.py [--dead-after-tokens 200000]``, which also traces why)."""
     jumprelu_bandwidth: float = 0.001
     """Width of the rectangle kernel of the straight-through estimator (Rajamanoharan et al.)."""
     jumprelu_init_threshold: float = 0.001

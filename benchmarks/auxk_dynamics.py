@@ -1,0 +1,118 @@
+"""How the dead fraction of a TopK SAE evolves with and without AuxK, and how well AuxK's
+reconstruction of the residual does meanwhile: the trace behind claim (c) of
+``dictionary_claims.py`` (README, "AuxK at small scale").
+
+Trains one pair, TopK with and without AuxK, on the same rows as ``dictionary_claims.py --claims
+c`` (same collection, cache, seed, budget and batch) and prints, every ``--every`` steps, the
+share of latents silent for the dead window and the AuxK term's normalised MSE (1 is what
+predicting zero gives; above 1 the reconstruction overshoots the residual and its gradient
+lowers the dead latents' activations).
+
+    python benchmarks/auxk_dynamics.py [--k 8] [--lr-multiple 1] [--auxk-d-sae 16384]
+        [--dead-after-tokens N] [--auxk-k N] [--every 40] [--cache FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+from dictionary_claims import EVAL_BATCH, cached_activations, topk_lr_at
+
+from dictionaries.evaluation import reconstruction_metrics
+from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def train_pair(args, train_ND: torch.Tensor, eval_ND: torch.Tensor) -> dict[str, dict]:
+    """``{"AuxK": ..., "none": ...}``: each run's logged history and held-out dead fraction."""
+    shared = {
+        "arch": "topk",
+        "d_sae": args.auxk_d_sae,
+        "k": args.k,
+        "steps": args.tokens // args.batch_size,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "lr": args.lr_multiple * topk_lr_at(None, args.auxk_d_sae),
+        "dead_after_tokens": args.dead_after_tokens,
+        "auxk_k": args.auxk_k,
+    }
+    runs = {}
+    for name, alpha in (("AuxK", 1 / 32), ("none", 0.0)):
+        config = TrainConfig(**shared, auxk_alpha=alpha)
+        trainer = DictionaryTrainer(TensorSource(train_ND, seed=config.seed), config)
+        while not trainer.done:
+            trainer.step()
+        metrics = reconstruction_metrics(trainer.finish(), eval_ND.split(EVAL_BATCH))
+        runs[name] = {"history": trainer.history, "dead": metrics["dead_fraction"]}
+        runs[name]["window"] = config.dead_window
+    return runs
+
+
+def trace_table(runs: dict[str, dict], every: int) -> str:
+    """Markdown: per logged step (every ``every``), dead fractions and the AuxK NMSE."""
+    rows = [
+        "| step | dead, AuxK | dead, none | AuxK normalised MSE |",
+        "|--:|--:|--:|--:|",
+    ]
+    none_at = {entry["step"]: entry for entry in runs["none"]["history"]}
+    for entry in runs["AuxK"]["history"]:
+        step = entry["step"]
+        if step % every and entry is not runs["AuxK"]["history"][-1]:
+            continue
+        nmse = f"{entry['auxk_nmse']:.2f}" if "auxk_nmse" in entry else "-"
+        other = none_at.get(step, {}).get("dead_fraction", math.nan)
+        rows.append(f"| {step} | {entry['dead_fraction']:.1%} | {other:.1%} | {nmse} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--place", default="resid.12")
+    parser.add_argument("--tokens", type=positive, default=480_000)
+    parser.add_argument("--epochs", type=positive, default=4)
+    parser.add_argument("--eval-tokens", type=positive, default=50_000)
+    parser.add_argument("--auxk-d-sae", type=positive, default=16384)
+    parser.add_argument("--k", type=positive, default=8)
+    parser.add_argument("--lr-multiple", type=float, default=1.0, help="of the TopK default")
+    parser.add_argument("--dead-after-tokens", type=positive, help="default: the trainer's")
+    parser.add_argument("--auxk-k", type=positive, help="default: the trainer's (d_in / 2)")
+    parser.add_argument("--batch-size", type=positive, default=1024)
+    parser.add_argument("--every", type=positive, default=40, help="print every N steps")
+    parser.add_argument("--threads", type=positive, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", help="activations saved by dictionary_claims.py --cache")
+    args = parser.parse_args()
+    if args.tokens < args.batch_size:
+        parser.error(f"--tokens {args.tokens} is less than one batch ({args.batch_size})")
+    if args.every % 10:
+        parser.error("--every must be a multiple of 10, the trainer's logging interval")
+    if args.k > args.auxk_d_sae:
+        parser.error(f"--k {args.k} must be at most --auxk-d-sae {args.auxk_d_sae}")
+    started = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    train_ND, eval_ND = cached_activations(args, math.ceil(args.tokens / args.epochs))
+    runs = train_pair(args, train_ND, eval_ND)
+    print(
+        f"\n{args.model} {args.place}: TopK {args.auxk_d_sae} latents, k {args.k}, "
+        f"{args.lr_multiple:g}x the default rate, dead window {runs['AuxK']['window']:,} tokens"
+    )
+    print(trace_table(runs, args.every))
+    print(
+        f"\nheld-out dead fraction: AuxK {runs['AuxK']['dead']:.2%}, none "
+        f"{runs['none']['dead']:.2%}\ntime: {time.perf_counter() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
