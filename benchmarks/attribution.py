@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from arguments import positive
 
 from circuits.agreement import agreement_file
 from circuits.attribution import AttributionConfig, node_effects
@@ -31,14 +32,6 @@ from circuits.models import load_model
 from circuits.runner import Runner
 from dictionaries import TopKSAE
 from dictionaries.sets import load_dictionary_set
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an int above 0."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def chosen_places(dictionaries: dict, places: str, parser: argparse.ArgumentParser) -> dict:
@@ -67,13 +60,13 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--dictionaries", help="dictionary set (default: random TopK at resid.*)")
     parser.add_argument("--prompts", default=str(agreement_file("across_rc", "train")))
-    parser.add_argument("--examples", type=positive_int, default=32)
-    parser.add_argument("--steps", type=positive_int, default=10)
+    parser.add_argument("--examples", type=positive(int), default=32)
+    parser.add_argument("--steps", type=positive(int), default=10)
     parser.add_argument(
-        "--nodes", type=positive_int, default=200, help="circuit size for the edge test"
+        "--nodes", type=positive(int), default=200, help="circuit size for the edge test"
     )
     parser.add_argument("--places", help="comma-separated places to splice (default: all)")
-    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs (medians)")
+    parser.add_argument("--repeats", type=positive(int), default=3, help="timed runs (medians)")
     parser.add_argument("--edges-only", action="store_true", help="only (c)")
     parser.add_argument(
         "--aggregation", choices=["sum", "none"], default="sum", help="nodes of the (c) circuit"

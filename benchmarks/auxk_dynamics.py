@@ -19,17 +19,11 @@ import math
 import time
 
 import torch
+from arguments import positive
 from dictionary_claims import EVAL_BATCH, cached_activations, topk_lr_at
 
 from dictionaries.evaluation import reconstruction_metrics
 from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def train_pair(args, train_ND: torch.Tensor, eval_ND: torch.Tensor) -> dict[str, dict]:
@@ -78,17 +72,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--place", default="resid.12")
-    parser.add_argument("--tokens", type=positive, default=480_000)
-    parser.add_argument("--epochs", type=positive, default=4)
-    parser.add_argument("--eval-tokens", type=positive, default=50_000)
-    parser.add_argument("--auxk-d-sae", type=positive, default=16384)
-    parser.add_argument("--k", type=positive, default=8)
+    parser.add_argument("--tokens", type=positive(int), default=480_000)
+    parser.add_argument("--epochs", type=positive(int), default=4)
+    parser.add_argument("--eval-tokens", type=positive(int), default=50_000)
+    parser.add_argument("--auxk-d-sae", type=positive(int), default=16384)
+    parser.add_argument("--k", type=positive(int), default=8)
     parser.add_argument("--lr-multiple", type=float, default=1.0, help="of the TopK default")
-    parser.add_argument("--dead-after-tokens", type=positive, help="default: the trainer's")
-    parser.add_argument("--auxk-k", type=positive, help="default: the trainer's (d_in / 2)")
-    parser.add_argument("--batch-size", type=positive, default=1024)
-    parser.add_argument("--every", type=positive, default=40, help="print every N steps")
-    parser.add_argument("--threads", type=positive, default=1)
+    parser.add_argument("--dead-after-tokens", type=positive(int), help="default: the trainer's")
+    parser.add_argument("--auxk-k", type=positive(int), help="default: the trainer's (d_in / 2)")
+    parser.add_argument("--batch-size", type=positive(int), default=1024)
+    parser.add_argument("--every", type=positive(int), default=40, help="print every N steps")
+    parser.add_argument("--threads", type=positive(int), default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="activations saved by dictionary_claims.py --cache")
     args = parser.parse_args()

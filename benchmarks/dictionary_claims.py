@@ -40,13 +40,13 @@ import argparse
 import dataclasses
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from arguments import positive
 from tqdm.auto import tqdm
 
 from circuits.activations import ActivationConfig, ModelActivationSource
@@ -426,19 +426,6 @@ def write_plot(results: list[Result], path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         figure.write_html(tmp, include_plotlyjs=True, full_html=True, auto_open=False)
-
-
-def positive(kind: type) -> Callable[[str], Any]:
-    """An argparse type: ``kind`` values above 0."""
-
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"  # argparse: "invalid positive int value"
-    return parse
 
 
 def claim_settings(args: argparse.Namespace) -> list[str]:
