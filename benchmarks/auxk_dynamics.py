@@ -20,47 +20,47 @@ import time
 
 import torch
 from arguments import positive
-from dictionary_claims import EVAL_BATCH, cached_activations, topk_lr_at
+from dictionary_claims import (
+    Result,
+    Run,
+    cached_activations,
+    topk_lr_at,
+    train_and_evaluate,
+    train_configs,
+)
 
-from dictionaries.evaluation import reconstruction_metrics
-from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig
 
-
-def train_pair(args, train_ND: torch.Tensor, eval_ND: torch.Tensor) -> dict[str, dict]:
-    """``{"AuxK": ..., "none": ...}``: each run's logged history and held-out dead fraction."""
-    shared = {
-        "arch": "topk",
-        "d_sae": args.auxk_d_sae,
+def train_pair(args, train_ND: torch.Tensor, eval_ND: torch.Tensor) -> dict[str, Result]:
+    """``{"AuxK": ..., "none": ...}``: the pair trained and evaluated as ``dictionary_claims``
+    trains its (c) runs."""
+    options = {
         "k": args.k,
-        "steps": args.tokens // args.batch_size,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
+        "d_sae": args.auxk_d_sae,
         "lr": args.lr_multiple * topk_lr_at(None, args.auxk_d_sae),
         "dead_after_tokens": args.dead_after_tokens,
         "auxk_k": args.auxk_k,
     }
-    runs = {}
-    for name, alpha in (("AuxK", 1 / 32), ("none", 0.0)):
-        config = TrainConfig(**shared, auxk_alpha=alpha)
-        trainer = DictionaryTrainer(TensorSource(train_ND, seed=config.seed), config)
-        while not trainer.done:
-            trainer.step()
-        metrics = reconstruction_metrics(trainer.finish(), eval_ND.split(EVAL_BATCH))
-        runs[name] = {"history": trainer.history, "dead": metrics["dead_fraction"]}
-        runs[name]["window"] = config.dead_window
-    return runs
+    setting = f"k={args.k}, lr={args.lr_multiple:g}x"
+    runs = [
+        Run("topk", "AuxK", setting, options),
+        Run("topk", "none", setting, {**options, "auxk_alpha": 0.0}),
+    ]
+    shared = {"steps": args.tokens // args.batch_size, "batch_size": args.batch_size}
+    configs = train_configs(runs, {**shared, "seed": args.seed})
+    results = train_and_evaluate(runs, configs, train_ND, eval_ND, place=args.place)
+    return {run.label: result for run, result in zip(runs, results, strict=True)}
 
 
-def trace_table(runs: dict[str, dict], every: int) -> str:
+def trace_table(runs: dict[str, Result], every: int) -> str:
     """Markdown: per logged step (every ``every``), dead fractions and the AuxK NMSE."""
     rows = [
         "| step | dead, AuxK | dead, none | AuxK normalised MSE |",
         "|--:|--:|--:|--:|",
     ]
-    none_at = {entry["step"]: entry for entry in runs["none"]["history"]}
-    for entry in runs["AuxK"]["history"]:
+    none_at = {entry["step"]: entry for entry in runs["none"].history}
+    for entry in runs["AuxK"].history:
         step = entry["step"]
-        if step % every and entry is not runs["AuxK"]["history"][-1]:
+        if step % every and entry is not runs["AuxK"].history[-1]:
             continue
         nmse = f"{entry['auxk_nmse']:.2f}" if "auxk_nmse" in entry else "-"
         other = none_at.get(step, {}).get("dead_fraction", math.nan)
@@ -99,12 +99,12 @@ def main() -> None:
     runs = train_pair(args, train_ND, eval_ND)
     print(
         f"\n{args.model} {args.place}: TopK {args.auxk_d_sae} latents, k {args.k}, "
-        f"{args.lr_multiple:g}x the default rate, dead window {runs['AuxK']['window']:,} tokens"
+        f"{args.lr_multiple:g}x the default rate, dead window {runs['AuxK'].dead_window:,} tokens"
     )
     print(trace_table(runs, args.every))
     print(
-        f"\nheld-out dead fraction: AuxK {runs['AuxK']['dead']:.2%}, none "
-        f"{runs['none']['dead']:.2%}\ntime: {time.perf_counter() - started:.0f} s"
+        f"\nheld-out dead fraction: AuxK {runs['AuxK'].metrics['dead_fraction']:.2%}, none "
+        f"{runs['none'].metrics['dead_fraction']:.2%}\ntime: {time.perf_counter() - started:.0f} s"
     )
 
 

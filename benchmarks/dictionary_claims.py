@@ -101,16 +101,30 @@ class Result:
     run: Run
     metrics: dict[str, Any]
     """``reconstruction_metrics`` on the held-out rows."""
-    train_dead: float
-    """Dead fraction the trainer saw at the end (no firing within its dead window)."""
-    peak_train_dead: float
-    """The largest dead fraction the trainer logged."""
-    auxk_nmse: float | None
-    """The AuxK term's normalised MSE at the last logged step with dead latents (1 = what
-    predicting zero gives; above 1 its gradient pushes the dead latents' activations down)."""
+    history: list[dict[str, float]]
+    """The trainer's log entries (``step``, ``dead_fraction``, ``auxk_nmse``, ...); the last
+    is the final step."""
     dead_window: int
     """Tokens without firing after which the trainer counted a latent dead."""
     seconds: float
+
+    @property
+    def train_dead(self) -> float:
+        """Dead fraction the trainer saw at the end (no firing within its dead window)."""
+        return self.history[-1]["dead_fraction"]
+
+    @property
+    def peak_train_dead(self) -> float:
+        """The largest dead fraction the trainer logged."""
+        return max(entry["dead_fraction"] for entry in self.history)
+
+    @property
+    def auxk_nmse(self) -> float | None:
+        """The AuxK term's normalised MSE at the last logged step with dead latents (1 = what
+        predicting zero gives; above 1 its gradient pushes the dead latents' activations
+        down)."""
+        logged = [entry["auxk_nmse"] for entry in self.history if "auxk_nmse" in entry]
+        return logged[-1] if logged else None
 
 
 def topk_lr_at(topk_lr: float | None, d_sae: int) -> float:
@@ -248,17 +262,11 @@ def train_and_evaluate(
                 bar.update()
                 if entry:
                     bar.set_postfix(l0=f"{entry['l0']:.1f}", dead=f"{entry['dead_fraction']:.1%}")
-            train_dead = trainer.objective.dead_mask.float().mean().item()
-            peak_dead = max(entry["dead_fraction"] for entry in trainer.history)
-            auxk = [entry["auxk_nmse"] for entry in trainer.history if "auxk_nmse" in entry]
             dictionary = trainer.finish()
             metrics = reconstruction_metrics(dictionary, eval_ND.split(EVAL_BATCH))
             results.append(
-                Result(
-                    run, metrics, train_dead, peak_dead, auxk[-1] if auxk else None,
-                    config.dead_window, trainer.seconds,
-                )
-            )  # fmt: skip
+                Result(run, metrics, trainer.history, config.dead_window, trainer.seconds)
+            )
     return results
 
 
