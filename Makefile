@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The CPU wheel of torch first (on this machine's disk), so nothing pulls a CUDA build.
 	$(PIP) install torch==2.13.0

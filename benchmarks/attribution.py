@@ -21,17 +21,16 @@ import time
 
 import torch
 from arguments import positive
-
-from circuits.agreement import agreement_file
-from circuits.attribution import AttributionConfig, node_effects
-from circuits.discover import load_prompt_batches
-from circuits.edges import edge_effects
-from circuits.graph import select_nodes
-from circuits.metrics import LogitDiff
-from circuits.models import load_model
-from circuits.runner import Runner
-from dictionaries import TopKSAE
-from dictionaries.sets import load_dictionary_set
+from sparse_circuits.circuits.data.agreement_sets import agreement_file
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.discover import load_prompt_batches
+from sparse_circuits.circuits.discovery.edges import edge_effects
+from sparse_circuits.circuits.discovery.graph import select_nodes
+from sparse_circuits.circuits.discovery.metrics import LogitDiff
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.circuits.model.runner import Runner
+from sparse_circuits.dictionaries import TopKSAE
+from sparse_circuits.dictionaries.sets import load_dictionary_set
 
 
 def chosen_places(dictionaries: dict, places: str, parser: argparse.ArgumentParser) -> dict:

@@ -47,14 +47,19 @@ from typing import Any
 import numpy as np
 import torch
 from arguments import positive
+from sparse_circuits.circuits.model.activations import ActivationConfig, ModelActivationSource
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.circuits.training.train import corpus_contexts
+from sparse_circuits.dictionaries.evaluation import reconstruction_metrics
+from sparse_circuits.dictionaries.training import (
+    DictionaryTrainer,
+    TensorSource,
+    TrainConfig,
+    TrainConfigError,
+)
 from tqdm.auto import tqdm
 
-from circuits.activations import ActivationConfig, ModelActivationSource
-from circuits.models import load_model
-from circuits.training import corpus_contexts
-from dictionaries.evaluation import reconstruction_metrics
-from dictionaries.files import atomic_path
-from dictionaries.training import DictionaryTrainer, TensorSource, TrainConfig, TrainConfigError
+from sparse_circuits.files import atomic_path
 
 RELU_L1 = (1.0, 2.0, 4.0)
 GATED_L1 = (2.0, 4.0, 8.0)

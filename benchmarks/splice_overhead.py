@@ -16,10 +16,9 @@ import time
 
 import nnsight
 import torch
-
-from circuits.models import load_model
-from circuits.splice import splice
-from dictionaries import TopKSAE
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.circuits.model.splice import splice
+from sparse_circuits.dictionaries import TopKSAE
 
 
 def timed(function, repeats: int) -> list[float]:

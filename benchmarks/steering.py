@@ -20,11 +20,10 @@ import statistics
 import time
 
 import torch
-
-from circuits.models import load_model
-from dictionaries.sets import load_dictionary_set
-from editing.interventions import Steering, intervene
-from editing.steering import feature_vector, generate
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.dictionaries.sets import load_dictionary_set
+from sparse_circuits.editing.interventions import Steering, intervene
+from sparse_circuits.editing.steering import feature_vector, generate
 
 PROMPTS = [
     "In the middle of the old forest, we found",

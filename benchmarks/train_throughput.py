@@ -24,9 +24,8 @@ import statistics
 import time
 
 import torch
-
-from dictionaries import TopKSAE
-from dictionaries.training.sparse_ops import sparse_decode, topk_encode
+from sparse_circuits.dictionaries import TopKSAE
+from sparse_circuits.dictionaries.training.sparse_ops import sparse_decode, topk_encode
 
 
 def sparse_topk_step(

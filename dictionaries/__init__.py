@@ -3,7 +3,7 @@
 Knows nothing of models or circuits: a dictionary maps activations to features and back.
 """
 
-from .base import (
+from sparse_circuits.dictionaries.base import (
     ARCHITECTURES,
     Dictionary,
     DictionaryConfig,
@@ -11,11 +11,11 @@ from .base import (
     DictionaryOutput,
     architecture_class,
 )
-from .formats import detect_format, load_dictionary
-from .gated import GatedSAE
-from .jumprelu import JumpReluSAE
-from .relu import ReluSAE
-from .topk import BatchTopKSAE, TopKSAE
+from sparse_circuits.dictionaries.formats import detect_format, load_dictionary
+from sparse_circuits.dictionaries.gated import GatedSAE
+from sparse_circuits.dictionaries.jumprelu import JumpReluSAE
+from sparse_circuits.dictionaries.relu import ReluSAE
+from sparse_circuits.dictionaries.topk import BatchTopKSAE, TopKSAE
 
 __all__ = [
     "ARCHITECTURES",

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
 
-from .base import Dictionary, DictionaryError
-from .files import atomic_path
+from sparse_circuits.files import atomic_path
 
 __all__ = ["reconstruction_metrics", "density_histogram", "eval_mode", "ReconstructionStats"]
 

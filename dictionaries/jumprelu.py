@@ -5,9 +5,8 @@ a straight-through estimator.
 """
 
 import torch
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 from torch import nn
-
-from .base import Dictionary, DictionaryConfig, register_architecture
 
 
 @register_architecture("jumprelu")

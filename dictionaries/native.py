@@ -9,35 +9,44 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-
-from .base import (
-    Dictionary,
+from sparse_circuits.dictionaries.config import (
     DictionaryConfig,
     DictionaryError,
     architecture_class,
     config_from_file,
 )
-from .files import read_safetensors, write_safetensors, write_text_atomic
 
-__all__ = ["save_native", "load_native", "from_state_dict", "is_native"]
+from sparse_circuits.files import read_safetensors, write_safetensors, write_text_atomic
+
+if TYPE_CHECKING:
+    from sparse_circuits.dictionaries.base import Dictionary
+
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "save_native",
+    "load_native",
+    "from_state_dict",
+    "is_native",
+]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
 
 
 def is_native(directory: Path) -> bool:
-    return (directory / Dictionary.CONFIG_FILE).is_file() and (
-        directory / Dictionary.WEIGHTS_FILE
-    ).is_file()
+    return (directory / CONFIG_FILE).is_file() and (directory / WEIGHTS_FILE).is_file()
 
 
 def save_native(dictionary: Dictionary, directory: str | Path) -> Path:
     """Write the folder; each file lands atomically, weights first, config last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_safetensors(directory / Dictionary.WEIGHTS_FILE, dict(dictionary.state_dict()))
-    write_text_atomic(
-        directory / Dictionary.CONFIG_FILE, json.dumps(dictionary.config.to_json(), indent=2)
-    )
+    write_safetensors(directory / WEIGHTS_FILE, dict(dictionary.state_dict()))
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(dictionary.config.to_json(), indent=2))
     return directory
 
 
@@ -67,9 +76,9 @@ def from_state_dict(
 
 
 def load_native(directory: Path) -> Dictionary:
-    config_path = directory / Dictionary.CONFIG_FILE
+    config_path = directory / CONFIG_FILE
     config = DictionaryConfig.from_json(config_from_file(config_path), source=str(config_path))
-    weights_path = directory / Dictionary.WEIGHTS_FILE
+    weights_path = directory / WEIGHTS_FILE
     state = read_safetensors(weights_path, DictionaryError)
     dictionary = from_state_dict(config, state, source=str(weights_path))
     dtype = {t.dtype for t in state.values() if t.is_floating_point()}

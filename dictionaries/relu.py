@@ -1,8 +1,7 @@
 """ReLU + L1 sparse autoencoder (Bricken et al., 2023; the dictionary_learning ``AutoEncoder``)."""
 
 import torch
-
-from .base import Dictionary, register_architecture
+from sparse_circuits.dictionaries.base import Dictionary, register_architecture
 
 
 @register_architecture("relu")

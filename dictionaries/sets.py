@@ -6,9 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-
-from .base import Dictionary, DictionaryError
-from .formats import load_dictionary
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
+from sparse_circuits.dictionaries.formats import load_dictionary
 
 __all__ = ["load_dictionary_set", "list_dictionary_set"]
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .bios import FEMALE, MALE, NURSE, PROFESSOR, BiosError, bios_file
+from sparse_circuits.editing.bios import FEMALE, MALE, NURSE, PROFESSOR, BiosError, bios_file
 
 __all__ = ["HUB_NAME", "AMBIGUOUS", "BALANCED", "select_cells", "write_bias_in_bios"]
 
@@ -87,8 +87,9 @@ def write_bias_in_bios(
 ) -> list[Path]:
     """Write ``train.jsonl`` (ambiguous) and ``test.jsonl`` (balanced) into ``folder`` from the
     hub dataset, each atomically; nothing is written unless both splits load."""
-    from circuits.corpus import open_hub_dataset
-    from dictionaries.files import write_text_atomic
+    from sparse_circuits.circuits.data.corpus import open_hub_dataset
+
+    from sparse_circuits.files import write_text_atomic
 
     splits = {}
     for name, hub_split, cells, per_cell in (

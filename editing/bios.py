@@ -32,7 +32,7 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-from dictionaries.files import jsonl_records
+from sparse_circuits.files import jsonl_records
 
 __all__ = [
     "BiosError",
@@ -464,7 +464,7 @@ def write_bios(
 ) -> list[Path]:
     """Write ``train.jsonl`` (ambiguous, train names), ``test.jsonl`` (balanced, held-out
     names) and ``gender_concept.jsonl`` into ``folder``, each atomically."""
-    from dictionaries.files import write_text_atomic
+    from sparse_circuits.files import write_text_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-
-from circuits.adapters import ModelAdapter
-from dictionaries import Dictionary, DictionaryError
+from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
 __all__ = [
     "Intervention",

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from circuits.activations import collect_activations
-from circuits.adapters import ModelAdapter
+from sparse_circuits.circuits.model.activations import collect_activations
+from sparse_circuits.circuits.model.adapters import ModelAdapter
 
 __all__ = [
     "LinearProbe",
@@ -154,7 +153,7 @@ class LinearProbe:
 
     def save(self, path: str | Path) -> Path:
         """Write a safetensors file (``weight``, ``bias``; ``meta`` as JSON metadata)."""
-        from dictionaries.files import write_safetensors
+        from sparse_circuits.files import write_safetensors
 
         metadata = {"format": "sparse-circuits-linear-probe", "meta": json.dumps(self.meta)}
         return write_safetensors(
@@ -165,7 +164,7 @@ class LinearProbe:
     def load(cls, path: str | Path) -> LinearProbe:
         from safetensors import safe_open
 
-        from dictionaries.files import read_safetensors
+        from sparse_circuits.files import read_safetensors
 
         tensors = read_safetensors(path, ProbeError)
         if set(tensors) != {"weight", "bias"}:

@@ -34,16 +34,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.labels import corpus_labels
+from sparse_circuits.circuits.discovery.metrics import ProbeLogit
+from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.editing.interventions import FeatureAblation, Intervention, intervene
+from sparse_circuits.editing.probe import (
+    LinearProbe,
+    group_accuracies,
+    pooled_activations_at,
+    train_probe,
+)
 from tqdm.auto import tqdm
-
-from circuits.attribution import AttributionConfig, node_effects
-from circuits.labels import corpus_labels
-from circuits.metrics import ProbeLogit
-from circuits.prompts import PromptBatch
-from dictionaries import Dictionary
-
-from .interventions import FeatureAblation, Intervention, intervene
-from .probe import LinearProbe, group_accuracies, pooled_activations_at, train_probe
 
 __all__ = [
     "FeatureRef",
@@ -567,7 +570,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
     value on each bar and chance (0.5) marked."""
     import plotly.graph_objects as go
 
-    from dictionaries.files import atomic_path
+    from sparse_circuits.files import atomic_path
 
     methods = list(results["methods"])
     names = {

@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from circuits.adapters import ModelAdapter
-from dictionaries import Dictionary
-
-from .interventions import Steering, _check_features, intervene
-from .probe import pooled_activations
+from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.editing.interventions import Steering, _check_features, intervene
+from sparse_circuits.editing.probe import pooled_activations
 
 __all__ = [
     "feature_vector",

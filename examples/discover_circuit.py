@@ -8,13 +8,17 @@ import argparse
 import fnmatch
 from pathlib import Path
 
-from circuits.agreement import agreement_file
-from circuits.attribution import AttributionConfig
-from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
-from circuits.faithfulness import score_selection
-from circuits.graph import save_circuit, select_nodes
-from circuits.models import load_model
-from dictionaries.sets import list_dictionary_set, load_dictionary_set
+from sparse_circuits.circuits.data.agreement_sets import agreement_file
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+from sparse_circuits.circuits.discovery.discover import (
+    DiscoverConfig,
+    discover_circuit,
+    load_prompt_batches,
+)
+from sparse_circuits.circuits.discovery.faithfulness import score_selection
+from sparse_circuits.circuits.discovery.graph import save_circuit, select_nodes
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.dictionaries.sets import list_dictionary_set, load_dictionary_set
 
 STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"
 

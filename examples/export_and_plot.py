@@ -7,8 +7,8 @@ render the figure to PNG when Chromium is installed.
 import argparse
 from pathlib import Path
 
-from circuits.export import CHROMIUM, export, render_png
-from circuits.graph import load_circuit
+from sparse_circuits.circuits.discovery.graph import load_circuit
+from sparse_circuits.circuits.export import CHROMIUM, export, render_png
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("circuit")

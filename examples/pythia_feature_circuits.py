@@ -12,13 +12,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from circuits.agreement import agreement_file
-from circuits.attribution import AttributionConfig
-from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
-from circuits.graph import save_circuit
-from circuits.models import ModelLoadError, hub_reachable, load_model
-from dictionaries import DictionaryError
-from dictionaries.sets import load_dictionary_set
+from sparse_circuits.circuits.data.agreement_sets import agreement_file
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+from sparse_circuits.circuits.discovery.discover import (
+    DiscoverConfig,
+    discover_circuit,
+    load_prompt_batches,
+)
+from sparse_circuits.circuits.discovery.graph import save_circuit
+from sparse_circuits.circuits.model.loading import ModelLoadError, hub_reachable, load_model
+from sparse_circuits.dictionaries import DictionaryError
+from sparse_circuits.dictionaries.sets import load_dictionary_set
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="EleutherAI/pythia-70m-deduped")

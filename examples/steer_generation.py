@@ -6,9 +6,9 @@ one set of prompts minus another's) and print the generations side by side.
 
 import argparse
 
-from circuits.models import load_model
-from editing.interventions import Steering
-from editing.steering import contrastive_vector, steered_generations
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.editing.interventions import Steering
+from sparse_circuits.editing.steering import contrastive_vector, steered_generations
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--place", default="resid.10")

@@ -7,9 +7,9 @@ evaluate it spliced into the model.
 import argparse
 import json
 
-from circuits.models import load_model
-from circuits.training import train_on_model
-from dictionaries.training import TrainConfig
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.circuits.training.train import train_on_model
+from sparse_circuits.dictionaries.training import TrainConfig
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--place", default="resid.6")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from circuits.places import spaced_layers
+from sparse_circuits.circuits.model.places import spaced_layers
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -34,7 +34,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command
 def cmd_info(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
+    from sparse_circuits.circuits.model.loading import load_model
 
     _, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
     print(
@@ -56,9 +56,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from circuits.models import load_model
-    from circuits.training import train_on_model
-    from dictionaries.training import TrainConfig
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.circuits.training.train import train_on_model
+    from sparse_circuits.dictionaries.training import TrainConfig
 
     config = TrainConfig(
         arch=args.arch,
@@ -117,10 +117,10 @@ def _expand(adapter, pattern: str) -> list[str]:
 
 @command
 def cmd_eval_dict(args: argparse.Namespace) -> int:
-    from circuits.dictionary_eval import evaluate_dictionary
-    from circuits.models import load_model
-    from circuits.training import corpus_contexts
-    from dictionaries import load_dictionary
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.circuits.training.evaluation import evaluate_dictionary
+    from sparse_circuits.circuits.training.train import corpus_contexts
+    from sparse_circuits.dictionaries import load_dictionary
 
     model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
     dictionary = load_dictionary(args.dict, device=args.device)
@@ -132,7 +132,7 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
     metrics = evaluate_dictionary(model, adapter, dictionary, split.eval[:n_contexts], place=place)
     density = metrics.pop("feature_density")
     if args.histogram:
-        from dictionaries.evaluation import density_histogram
+        from sparse_circuits.dictionaries.evaluation import density_histogram
 
         density_histogram(density, args.histogram, title=f"{args.dict} feature density")
     print(json.dumps(metrics))
@@ -140,20 +140,24 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
 
 
 def _load_dictionaries(folder: Path, places: str | None, device: str):
-    from dictionaries.sets import load_dictionary_set
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
 
     return load_dictionary_set(folder, places.split(",") if places else None, device=device)
 
 
 @command
 def cmd_discover(args: argparse.Namespace) -> int:
-    from circuits.attribution import AttributionConfig
-    from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
-    from circuits.export import export
-    from circuits.graph import save_circuit
-    from circuits.models import load_model
-    from circuits.prompts import read_prompts
-    from dictionaries.files import require_folder
+    from sparse_circuits.circuits.data.prompts import read_prompts
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import (
+        DiscoverConfig,
+        discover_circuit,
+        load_prompt_batches,
+    )
+    from sparse_circuits.circuits.discovery.graph import save_circuit
+    from sparse_circuits.circuits.export import export
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.files import require_folder
 
     for path in (args.out, args.html, args.graphml):  # fail before the slow part
         if path is not None:
@@ -203,7 +207,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 @command
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from circuits.evaluate import evaluate_circuit_file
+    from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
 
     result = evaluate_circuit_file(
         args.circuit,
@@ -221,8 +225,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command
 def cmd_export(args: argparse.Namespace) -> int:
-    from circuits.export import export
-    from circuits.graph import load_circuit
+    from sparse_circuits.circuits.discovery.graph import load_circuit
+    from sparse_circuits.circuits.export import export
 
     export(load_circuit(args.circuit), args.out, args.format)
     print(json.dumps({"out": str(args.out), "format": args.format}))
@@ -251,10 +255,10 @@ def side_by_side(left: str, right: str, *, titles=("unsteered", "steered"), widt
 
 @command
 def cmd_steer(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
-    from dictionaries import load_dictionary
-    from editing.interventions import Steering
-    from editing.steering import (
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.dictionaries import load_dictionary
+    from sparse_circuits.editing.interventions import Steering
+    from sparse_circuits.editing.steering import (
         contrastive_vector,
         feature_vector,
         read_texts,
@@ -304,14 +308,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The agreement circuit of the default model with the starter dictionaries."""
     import time
 
-    from circuits.agreement import agreement_file
-    from circuits.attribution import AttributionConfig
-    from circuits.discover import DiscoverConfig, discover_circuit, load_prompt_batches
-    from circuits.export import export
-    from circuits.faithfulness import score_selection
-    from circuits.graph import save_circuit, select_nodes
-    from circuits.models import load_model
-    from dictionaries.sets import load_dictionary_set
+    from sparse_circuits.circuits.data.agreement_sets import agreement_file
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import (
+        DiscoverConfig,
+        discover_circuit,
+        load_prompt_batches,
+    )
+    from sparse_circuits.circuits.discovery.faithfulness import score_selection
+    from sparse_circuits.circuits.discovery.graph import save_circuit, select_nodes
+    from sparse_circuits.circuits.export import export
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
 
     started = time.perf_counter()
     out = args.out
@@ -368,16 +376,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 @command
 def cmd_shift(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
-    from dictionaries.files import write_text_atomic
-    from editing.bios import bios_file, read_labelled
-    from editing.shift import (
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.editing.bios import bios_file, read_labelled
+    from sparse_circuits.editing.shift import (
         NoSpuriousFeature,
         candidates_markdown,
         check_ablation_list,
         plot_results,
         run_shift,
     )
+    from sparse_circuits.files import write_text_atomic
 
     config = _shift_config(args)  # bad options fail before the slow part
     train = read_labelled(args.train or bios_file("train"))
@@ -428,7 +436,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
 def _shift_config(args: argparse.Namespace):
     """The ``ShiftConfig`` of the options given; options of the judge with ``--ablate`` are an
     error (they would be ignored)."""
-    from editing.shift import ShiftConfig
+    from sparse_circuits.editing.shift import ShiftConfig
 
     judge_options = {"--judge-alpha": args.judge_alpha, "--concept": args.concept}
     ignored = [name for name, value in judge_options.items() if value is not None]

@@ -6,6 +6,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub look-up fails at once inst
 
 import pytest
 import torch
+from sparse_circuits.circuits.model.loading import wrap_model
+from sparse_circuits.dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     Gemma2Config,
@@ -15,9 +17,6 @@ from transformers import (
     LlamaConfig,
     PreTrainedTokenizerFast,
 )
-
-from circuits.models import wrap_model
-from dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 
 WORDS = (
     "the a keys key to of cabinet cabinets is are dog dogs cat cats near runs run man men "

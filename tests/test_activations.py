@@ -4,8 +4,12 @@ import json
 
 import pytest
 import torch
+from sparse_circuits.circuits.model.activations import (
+    ActivationConfig,
+    ModelActivationSource,
+    collect_activations,
+)
 
-from circuits.activations import ActivationConfig, ModelActivationSource, collect_activations
 from sparse_circuits.cli import main
 
 from .conftest import tiny_model
@@ -113,7 +117,7 @@ def test_cli_train_and_eval_dict(tmp_path, capsys, llama):
 
 
 def test_shared_stream_views_read_the_same_rows(llama):
-    from circuits.activations import SharedStream
+    from sparse_circuits.circuits.model.activations import SharedStream
 
     model, adapter = llama
     places = ["resid.0", "resid.2"]
@@ -130,7 +134,7 @@ def test_shared_stream_views_read_the_same_rows(llama):
 
 
 def test_cli_trains_several_places_into_a_set(tmp_path, capsys, llama):
-    from dictionaries.sets import load_dictionary_set
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
 
     model, _ = llama
     model._module.save_pretrained(tmp_path / "model")

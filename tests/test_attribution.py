@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-
-from circuits.attribution import AttributionConfig, node_effects
-from circuits.metrics import ProbeLogit
-from circuits.prompts import Example, tokenize_prompts
+from sparse_circuits.circuits.data.prompts import Example, tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.metrics import ProbeLogit
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 

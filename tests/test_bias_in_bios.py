@@ -3,10 +3,14 @@
 from collections import Counter
 
 import pytest
-
-from editing import bias_in_bios
-from editing.bias_in_bios import AMBIGUOUS, BALANCED, select_cells, write_bias_in_bios
-from editing.bios import BiosError, read_labelled
+from sparse_circuits.editing import bias_in_bios
+from sparse_circuits.editing.bias_in_bios import (
+    AMBIGUOUS,
+    BALANCED,
+    select_cells,
+    write_bias_in_bios,
+)
+from sparse_circuits.editing.bios import BiosError, read_labelled
 
 # (hub profession id, hub gender, how many): professor 21, nurse 13, another profession 3;
 # the hub's gender 0 is male
@@ -58,10 +62,12 @@ def test_bad_rows_name_the_source_and_row():
 
 
 def test_written_files_are_shift_data(tmp_path, monkeypatch):
-    import circuits.corpus
+    import sparse_circuits.circuits.data.corpus
 
     monkeypatch.setattr(
-        circuits.corpus, "open_hub_dataset", lambda name, *, split, error: hub_rows(split)
+        sparse_circuits.circuits.data.corpus,
+        "open_hub_dataset",
+        lambda name, *, split, error: hub_rows(split),
     )
     train, test = write_bias_in_bios(tmp_path, seed=3)
     ambiguous, balanced = read_labelled(train), read_labelled(test)

@@ -6,8 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
-
-from editing.bios import (
+from sparse_circuits.editing.bios import (
     FEMALE_NAMES,
     MALE_NAMES,
     BiosError,
@@ -17,7 +16,7 @@ from editing.bios import (
     read_labelled,
     write_bios,
 )
-from editing.probe import (
+from sparse_circuits.editing.probe import (
     LinearProbe,
     ProbeError,
     group_accuracies,
@@ -241,7 +240,7 @@ def test_pooling_ignores_padding(llama):
     assert together["resid.0"].shape == (5, adapter.d_model)
     # by hand: the mean of positions 1.. of the text run alone
     ids = model.tokenizer(texts[1], return_tensors="pt").input_ids
-    from circuits.activations import collect_activations
+    from sparse_circuits.circuits.model.activations import collect_activations
 
     acts = collect_activations(model, adapter, ids, ["resid.2"])["resid.2"][0, 1:].mean(0)
     torch.testing.assert_close(together["resid.2"][1], acts, atol=1e-4, rtol=0)

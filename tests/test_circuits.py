@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
-from circuits.attribution import node_effects
-from circuits.edges import NodeSelection, edge_effects
-from circuits.faithfulness import score_selection
-from circuits.graph import (
+from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import node_effects
+from sparse_circuits.circuits.discovery.edges import NodeSelection, edge_effects
+from sparse_circuits.circuits.discovery.faithfulness import score_selection
+from sparse_circuits.circuits.discovery.graph import (
     CircuitFileError,
     build_circuit,
     load_circuit,
@@ -14,7 +14,6 @@ from circuits.graph import (
     select_nodes,
     selection_from_circuit,
 )
-from circuits.prompts import tokenize_prompts
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES, capture

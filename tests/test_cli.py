@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from sparse_circuits.circuits.data.agreement_sets import TEMPLATES
+from sparse_circuits.circuits.discovery.graph import load_circuit
 
-from circuits.agreement import TEMPLATES
-from circuits.graph import load_circuit
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
@@ -187,8 +187,8 @@ def test_missing_dictionary_and_missing_folder(workspace, capsys, tmp_path):
 
 
 def test_shipped_agreement_sets_exist():
-    from circuits.agreement import agreement_file
-    from circuits.prompts import read_prompts
+    from sparse_circuits.circuits.data.agreement_sets import agreement_file
+    from sparse_circuits.circuits.data.prompts import read_prompts
 
     for template in TEMPLATES:
         for split in ("train", "test"):

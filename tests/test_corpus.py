@@ -10,9 +10,8 @@ import zlib
 
 import pytest
 import torch
-
-from circuits import corpus
-from circuits.corpus import (
+from sparse_circuits.circuits.data import corpus
+from sparse_circuits.circuits.data.corpus import (
     CorpusError,
     austen_documents,
     fortune_documents,
@@ -21,6 +20,7 @@ from circuits.corpus import (
     read_r_lazyload,
     tokenize_contexts,
 )
+
 from tests.conftest import tiny_tokenizer
 
 FORTUNES = """\
@@ -392,9 +392,8 @@ def test_the_embedded_corpus_is_everyday_english_of_a_megabyte_or_more():
 
 @pytest.mark.slow
 def test_the_embedded_corpus_tokenizes_with_smollm2_in_seconds():
+    from sparse_circuits.circuits.model.loading import convert_gguf, embedded_gguf
     from transformers import AutoTokenizer
-
-    from circuits.models import convert_gguf, embedded_gguf
 
     tokenizer = AutoTokenizer.from_pretrained(convert_gguf(embedded_gguf("smollm2-135m")))
     documents = read_documents("embedded")

@@ -4,9 +4,8 @@ import shutil
 
 import pytest
 import torch
-
-from circuits import models
-from circuits.models import load_model
+from sparse_circuits.circuits.model import loading as models
+from sparse_circuits.circuits.model.loading import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,8 @@ import json
 
 import pytest
 import torch
-
-from dictionaries import (
+from sparse_circuits.dictionaries import (
     BatchTopKSAE,
-    Dictionary,
     DictionaryConfig,
     DictionaryError,
     GatedSAE,
@@ -16,6 +14,7 @@ from dictionaries import (
     TopKSAE,
     load_dictionary,
 )
+from sparse_circuits.dictionaries.native import WEIGHTS_FILE
 
 from .conftest import ALL_ARCHS, random_dictionary
 
@@ -164,7 +163,7 @@ def test_wrong_input_width_names_widths():
 
 def test_truncated_weights_name_the_file(tmp_path):
     random_dictionary("relu", 8, 16).save(tmp_path)
-    weights = tmp_path / Dictionary.WEIGHTS_FILE
+    weights = tmp_path / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(DictionaryError, match=str(weights)):
         load_dictionary(tmp_path)

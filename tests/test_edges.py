@@ -7,12 +7,11 @@ import copy
 
 import pytest
 import torch
-
-from circuits import edges as edges_module
-from circuits.attribution import node_effects
-from circuits.edges import METRIC_NODE, NodeSelection, _pack, edge_effects
-from circuits.models import wrap_model
-from circuits.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery import edges as edges_module
+from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import node_effects
+from sparse_circuits.circuits.discovery.edges import METRIC_NODE, NodeSelection, _pack, edge_effects
+from sparse_circuits.circuits.model.loading import wrap_model
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES, capture

@@ -4,9 +4,8 @@ import json
 
 import pytest
 import torch
-
-from dictionaries import DictionaryError
-from editing.interventions import (
+from sparse_circuits.dictionaries import DictionaryError
+from sparse_circuits.editing.interventions import (
     EditedModel,
     FeatureAblation,
     FeatureClamp,
@@ -14,7 +13,8 @@ from editing.interventions import (
     apply_in_trace,
     intervene,
 )
-from editing.steering import feature_vector, features_vector, steered_generations
+from sparse_circuits.editing.steering import feature_vector, features_vector, steered_generations
+
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
@@ -120,7 +120,7 @@ def test_steering_holds_during_generation_and_positions_are_absolute(setup):
 
 
 def test_interventions_work_with_splicing(setup):
-    from circuits.splice import splice
+    from sparse_circuits.circuits.model.splice import splice
 
     model, adapter, dictionary, ids = setup
     direction = feature_vector(dictionary, 5)

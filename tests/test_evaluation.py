@@ -5,10 +5,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from circuits.dictionary_eval import downstream_metrics, evaluate_dictionary, target_place
-from dictionaries import DictionaryConfig, DictionaryError, ReluSAE
-from dictionaries.evaluation import density_histogram, eval_mode, reconstruction_metrics
+from sparse_circuits.circuits.training.evaluation import (
+    downstream_metrics,
+    evaluate_dictionary,
+    target_place,
+)
+from sparse_circuits.dictionaries import DictionaryConfig, DictionaryError, ReluSAE
+from sparse_circuits.dictionaries.evaluation import (
+    density_histogram,
+    eval_mode,
+    reconstruction_metrics,
+)
 
 from .conftest import D_MODEL, random_dictionary
 

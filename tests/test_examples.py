@@ -12,13 +12,12 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-
-from circuits.attribution import AttributionConfig
-from circuits.discover import DiscoverConfig, discover_circuit
-from circuits.export import CHROMIUM
-from circuits.graph import load_circuit, save_circuit
-from circuits.prompts import tokenize_prompts
-from dictionaries import load_dictionary
+from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
+from sparse_circuits.circuits.discovery.graph import load_circuit, save_circuit
+from sparse_circuits.circuits.export import CHROMIUM
+from sparse_circuits.dictionaries import load_dictionary
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES as PROMPTS

@@ -8,11 +8,22 @@ import time
 import networkx as nx
 import pytest
 import torch
-
-from circuits.attribution import AttributionConfig, node_effects
-from circuits.corpus import tokenize_contexts
-from circuits.edges import edge_effects
-from circuits.export import (
+from sparse_circuits.circuits.data.corpus import tokenize_contexts
+from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.edges import edge_effects
+from sparse_circuits.circuits.discovery.graph import (
+    build_circuit,
+    load_circuit,
+    save_circuit,
+    select_nodes,
+)
+from sparse_circuits.circuits.discovery.labels import (
+    feature_nodes,
+    label_circuit,
+    top_activating_contexts,
+)
+from sparse_circuits.circuits.export import (
     CHROMIUM,
     FORMATS,
     RenderError,
@@ -22,10 +33,7 @@ from circuits.export import (
     to_html,
     to_neuronpedia,
 )
-from circuits.graph import build_circuit, load_circuit, save_circuit, select_nodes
-from circuits.labels import feature_nodes, label_circuit, top_activating_contexts
-from circuits.prompts import tokenize_prompts
-from circuits.splice import read_place_of
+from sparse_circuits.circuits.model.splice import read_place_of
 
 from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES

@@ -15,8 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-
-from dictionaries import DictionaryError, detect_format, load_dictionary
+from sparse_circuits.dictionaries import DictionaryError, detect_format, load_dictionary
 
 D, S, TOL = 8, 16, 1e-5
 

@@ -3,8 +3,13 @@
 import nnsight
 import pytest
 import torch
-
-from circuits.places import PlaceError, all_places, forward_order, parse_place, spaced_layers
+from sparse_circuits.circuits.model.places import (
+    PlaceError,
+    all_places,
+    forward_order,
+    parse_place,
+    spaced_layers,
+)
 
 from .conftest import N_LAYERS
 

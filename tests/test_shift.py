@@ -6,13 +6,12 @@ import random
 
 import pytest
 import torch
-
-from circuits.attribution import AttributionConfig, node_effects
-from circuits.metrics import ProbeLogit
-from circuits.prompts import PromptBatch
-from editing.interventions import FeatureAblation
-from editing.probe import LinearProbe, pooled_activations, train_probe
-from editing.shift import (
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.metrics import ProbeLogit
+from sparse_circuits.editing.interventions import FeatureAblation
+from sparse_circuits.editing.probe import LinearProbe, pooled_activations, train_probe
+from sparse_circuits.editing.shift import (
     ShiftConfig,
     _attribute,
     _balanced_draw,
@@ -28,6 +27,7 @@ from editing.shift import (
     pooled_features,
     run_shift,
 )
+
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model

@@ -2,11 +2,9 @@
 
 import pytest
 import torch
-from torch.testing import assert_close
-
-from dictionaries.topk import topk_mask
-from dictionaries.training import sparse_ops
-from dictionaries.training.sparse_ops import (
+from sparse_circuits.dictionaries.topk import topk_mask
+from sparse_circuits.dictionaries.training import sparse_ops
+from sparse_circuits.dictionaries.training.sparse_ops import (
     batch_topk_encode,
     pair_dots,
     row_topk,
@@ -14,6 +12,7 @@ from dictionaries.training.sparse_ops import (
     sparse_decode,
     topk_encode,
 )
+from torch.testing import assert_close
 
 N, D, D_SAE, K = 7, 12, 40, 5
 

@@ -3,9 +3,8 @@
 import nnsight
 import pytest
 import torch
-
-from circuits.splice import check_dictionaries, splice
-from dictionaries import DictionaryError
+from sparse_circuits.circuits.model.splice import check_dictionaries, splice
+from sparse_circuits.dictionaries import DictionaryError
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary
 

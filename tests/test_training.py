@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from dictionaries import load_dictionary
-from dictionaries.training import (
+from sparse_circuits.dictionaries import load_dictionary
+from sparse_circuits.dictionaries.training import (
     CHECKPOINT_FILE,
     RunFolderError,
     TensorSource,
@@ -152,7 +151,7 @@ def test_k_larger_than_dictionary_is_refused():
 def test_topk_loss_with_auxk_matches_a_hand_computation():
     """MSE over the k largest pre-activations, plus alpha * Var(y) * the normalised MSE of the
     residual's reconstruction from the auxk_k most active dead latents."""
-    from dictionaries.training import OBJECTIVES
+    from sparse_circuits.dictionaries.training import OBJECTIVES
 
     dictionary = random_dictionary("topk", 8, 16, k=3)
     config = TrainConfig(arch="topk", d_sae=16, k=3, steps=10, auxk_alpha=0.5, auxk_k=2)

@@ -19,15 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from ..base import Dictionary, DictionaryError
-from ..native import is_native, load_native
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
+from sparse_circuits.dictionaries.native import is_native, load_native
 
 __all__ = ["load_dictionary", "detect_format", "FORMATS"]
 
 
 def _readers():
-    from . import circuit_tracer, dictionary_learning, gemma_scope, saelens, sparsify
+    from sparse_circuits.dictionaries.formats import (
+        circuit_tracer,
+        dictionary_learning,
+        gemma_scope,
+        saelens,
+        sparsify,
+    )
 
     return {
         "dictionary_learning": dictionary_learning,

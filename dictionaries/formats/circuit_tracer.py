@@ -27,11 +27,11 @@ import re
 from pathlib import Path
 
 import torch
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
+from sparse_circuits.dictionaries.formats.common import take
+from sparse_circuits.dictionaries.native import from_state_dict
 
-from ..base import Dictionary, DictionaryConfig, DictionaryError
-from ..files import read_safetensors
-from ..native import from_state_dict
-from .common import take
+from sparse_circuits.files import read_safetensors
 
 _LAYER_FILE = re.compile(r"^layer_(\d+)\.safetensors$")
 

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from ..base import DictionaryError, config_from_file
+from sparse_circuits.dictionaries.config import DictionaryError, config_from_file
 
 
 def take(state: dict[str, torch.Tensor], key: str, ndim: int, source: Path) -> torch.Tensor:

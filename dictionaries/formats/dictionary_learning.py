@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from ..base import Dictionary, DictionaryConfig, DictionaryError, config_from_file
-from ..native import from_state_dict
-from .common import take
+from sparse_circuits.dictionaries.base import Dictionary
+from sparse_circuits.dictionaries.config import DictionaryConfig, DictionaryError, config_from_file
+from sparse_circuits.dictionaries.formats.common import take
+from sparse_circuits.dictionaries.native import from_state_dict
 
 WEIGHTS_FILE = "ae.pt"
 CONFIG_FILE = "config.json"

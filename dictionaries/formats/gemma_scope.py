@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from ..base import Dictionary, DictionaryConfig, DictionaryError
-from ..native import from_state_dict
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
+from sparse_circuits.dictionaries.native import from_state_dict
 
 PARAMS_FILE = "params.npz"
 

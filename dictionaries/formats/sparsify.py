@@ -27,10 +27,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..base import Dictionary, DictionaryConfig, DictionaryError
-from ..files import read_safetensors
-from ..native import from_state_dict
-from .common import json_object, take
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
+from sparse_circuits.dictionaries.formats.common import json_object, take
+from sparse_circuits.dictionaries.native import from_state_dict
+
+from sparse_circuits.files import read_safetensors
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"

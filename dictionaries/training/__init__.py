@@ -1,10 +1,15 @@
 """Training sparse dictionaries: one objective per architecture, one loop for all."""
 
-from . import gated, jumprelu, relu, topk  # noqa: F401  (register the objectives)
-from .config import TrainConfig, TrainConfigError
-from .objective import OBJECTIVES, Objective, StepOutput, geometric_median
-from .sources import ActivationSource, TensorSource
-from .trainer import (
+from sparse_circuits.dictionaries.training import gated, jumprelu, relu, topk  # noqa: F401  (register the objectives)
+from sparse_circuits.dictionaries.training.config import TrainConfig, TrainConfigError
+from sparse_circuits.dictionaries.training.objective import (
+    OBJECTIVES,
+    Objective,
+    StepOutput,
+    geometric_median,
+)
+from sparse_circuits.dictionaries.training.sources import ActivationSource, TensorSource
+from sparse_circuits.dictionaries.training.trainer import (
     CHECKPOINT_FILE,
     DictionaryTrainer,
     RunFolderError,

@@ -12,8 +12,12 @@ The L1 term acts only on the gate, so the magnitudes of active features are not 
 from __future__ import annotations
 
 import torch
-
-from .objective import Objective, StepOutput, register_objective, squared_error
+from sparse_circuits.dictionaries.training.objective import (
+    Objective,
+    StepOutput,
+    register_objective,
+    squared_error,
+)
 
 
 @register_objective("gated")

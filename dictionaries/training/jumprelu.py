@@ -13,8 +13,12 @@ The threshold is optimised directly and clamped positive after each step.
 from __future__ import annotations
 
 import torch
-
-from .objective import Objective, StepOutput, register_objective, squared_error
+from sparse_circuits.dictionaries.training.objective import (
+    Objective,
+    StepOutput,
+    register_objective,
+    squared_error,
+)
 
 
 def _rectangle(u: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,8 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
-
-from ..base import Dictionary
-from .config import TrainConfig
+from sparse_circuits.dictionaries.base import Dictionary
+from sparse_circuits.dictionaries.training.config import TrainConfig
 
 __all__ = ["Objective", "StepOutput", "OBJECTIVES", "register_objective", "geometric_median"]
 

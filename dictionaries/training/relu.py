@@ -11,8 +11,12 @@ first ``sparsity_warmup`` of training.
 from __future__ import annotations
 
 import torch
-
-from .objective import Objective, StepOutput, register_objective, squared_error
+from sparse_circuits.dictionaries.training.objective import (
+    Objective,
+    StepOutput,
+    register_objective,
+    squared_error,
+)
 
 
 @register_objective("relu")

@@ -19,9 +19,17 @@ loss = ||y - y_hat||^2 + auxk_alpha * Var(y) * ||e - e_hat||^2 / Var(e)
 from __future__ import annotations
 
 import torch
-
-from .objective import Objective, StepOutput, register_objective, squared_error
-from .sparse_ops import batch_topk_encode, sparse_decode, topk_encode
+from sparse_circuits.dictionaries.training.objective import (
+    Objective,
+    StepOutput,
+    register_objective,
+    squared_error,
+)
+from sparse_circuits.dictionaries.training.sparse_ops import (
+    batch_topk_encode,
+    sparse_decode,
+    topk_encode,
+)
 
 THRESHOLD_MOMENTUM = 0.99
 """Weight of the past in BatchTopK's running threshold estimate."""

@@ -24,13 +24,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, architecture_class
+from sparse_circuits.dictionaries.native import CONFIG_FILE, WEIGHTS_FILE
+from sparse_circuits.dictionaries.training.config import TrainConfig, TrainConfigError
+from sparse_circuits.dictionaries.training.objective import OBJECTIVES, Objective, all_reduce_
+from sparse_circuits.dictionaries.training.sources import ActivationSource
 from tqdm.auto import tqdm
 
-from ..base import Dictionary, DictionaryConfig, architecture_class
-from ..files import atomic_path
-from .config import TrainConfig, TrainConfigError
-from .objective import OBJECTIVES, Objective, all_reduce_
-from .sources import ActivationSource
+from sparse_circuits.files import atomic_path
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -140,8 +141,8 @@ def _prepare_run_folder(
                 for name in (
                     RUN_FILE,
                     CHECKPOINT_FILE,
-                    Dictionary.CONFIG_FILE,
-                    Dictionary.WEIGHTS_FILE,
+                    CONFIG_FILE,
+                    WEIGHTS_FILE,
                 ):
                     (out_dir / name).unlink(missing_ok=True)
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from typing import Any
 __all__ = ["TEMPLATES", "generate_agreement", "write_agreement", "agreement_file"]
 
 TEMPLATES = ("simple", "across_pp", "across_rc", "within_rc")
-DATA_DIR = Path(__file__).parent / "data" / "agreement"
+DATA_DIR = Path(__file__).parent / "agreement"
 
 NOUNS = (
     "author pilot surgeon farmer manager customer officer teacher senator athlete guard dancer "
@@ -131,7 +131,7 @@ def agreement_file(template: str, split: str) -> Path:
 
 def write_agreement(tokenizer: Any, folder: str | Path = DATA_DIR, **options: Any) -> list[Path]:
     """Regenerate every template's train and test files into ``folder``."""
-    from dictionaries.files import write_text_atomic
+    from sparse_circuits.files import write_text_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dictionaries.files import jsonl_records
+from sparse_circuits.files import jsonl_records
 
 __all__ = [
     "Example",

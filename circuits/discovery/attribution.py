@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.model.runner import PlaceValues, Runner
+from sparse_circuits.dictionaries import Dictionary
 from tqdm.auto import tqdm
-
-from dictionaries import Dictionary
-
-from .metrics import LogitDiff, Metric
-from .prompts import PromptBatch
-from .runner import PlaceValues, Runner
 
 __all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
 

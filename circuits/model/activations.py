@@ -17,8 +17,7 @@ from typing import Any
 
 import nnsight
 import torch
-
-from .adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter
 
 __all__ = [
     "ActivationConfig",

@@ -14,14 +14,12 @@ from typing import Any
 
 import nnsight
 import torch
-
-from dictionaries import Dictionary
-
-from .activations import collect_activations
-from .adapters import ModelAdapter
-from .metrics import Metric
-from .prompts import PromptBatch, align_patch
-from .splice import Edit, SplicedPlace, check_dictionaries, splice
+from sparse_circuits.circuits.data.prompts import PromptBatch, align_patch
+from sparse_circuits.circuits.discovery.metrics import Metric
+from sparse_circuits.circuits.model.activations import collect_activations
+from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.splice import Edit, SplicedPlace, check_dictionaries, splice
+from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["Runner", "PlaceValues", "SplicedRun"]
 

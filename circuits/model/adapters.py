@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-
-from .places import Place, PlaceError, all_places, forward_order, parse_place
+from sparse_circuits.circuits.model.places import (
+    Place,
+    PlaceError,
+    all_places,
+    forward_order,
+    parse_place,
+)
 
 __all__ = ["Site", "ArchitectureSpec", "ModelAdapter", "SPECS", "spec_for", "UnsupportedModelError"]
 

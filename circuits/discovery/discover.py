@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-
-from dictionaries import Dictionary
-
-from .attribution import AttributionConfig, NodeEffects, node_effects
-from .edges import edge_effects
-from .graph import build_circuit, select_nodes
-from .metrics import LogitDiff, Metric
-from .prompts import PromptBatch, read_prompts, tokenize_prompts
+from sparse_circuits.circuits.data.prompts import PromptBatch, read_prompts, tokenize_prompts
+from sparse_circuits.circuits.discovery.attribution import (
+    AttributionConfig,
+    NodeEffects,
+    node_effects,
+)
+from sparse_circuits.circuits.discovery.edges import edge_effects
+from sparse_circuits.circuits.discovery.graph import build_circuit, select_nodes
+from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["DiscoverConfig", "discover_circuit", "load_prompt_batches"]
 
@@ -111,14 +113,14 @@ def discover_circuit(
         settings=recorded,
     )
     if labels:
-        from .labels import label_circuit
+        from sparse_circuits.circuits.discovery.labels import label_circuit
 
         label_circuit(graph, labels)
     return graph, effects
 
 
 def _labels(model, adapter, dictionaries, selection, config, progress):
-    from .labels import corpus_labels
+    from sparse_circuits.circuits.discovery.labels import corpus_labels
 
     nodes = [key for place in selection.features for key in selection.keys(place) if key[1] >= 0]
     return corpus_labels(

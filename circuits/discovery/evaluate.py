@@ -14,15 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.discover import load_prompt_batches
+from sparse_circuits.circuits.discovery.faithfulness import (
+    faithfulness_curve,
+    plot_curve,
+    score_selection,
+)
+from sparse_circuits.circuits.discovery.graph import (
+    CircuitFileError,
+    load_circuit,
+    selection_from_circuit,
+)
+from sparse_circuits.circuits.model.loading import load_model
+from sparse_circuits.dictionaries.sets import load_dictionary_set
 
-from dictionaries.files import require_folder
-from dictionaries.sets import load_dictionary_set
-
-from .attribution import AttributionConfig, node_effects
-from .discover import load_prompt_batches
-from .faithfulness import faithfulness_curve, plot_curve, score_selection
-from .graph import CircuitFileError, load_circuit, selection_from_circuit
-from .models import load_model
+from sparse_circuits.files import require_folder
 
 __all__ = ["evaluate_circuit_file", "curve_thresholds"]
 

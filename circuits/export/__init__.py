@@ -103,10 +103,9 @@ import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from sparse_circuits.circuits.model.places import KINDS, parse_place
 
-from dictionaries.files import atomic_path, write_text_atomic
-
-from .places import KINDS, parse_place
+from sparse_circuits.files import atomic_path, write_text_atomic
 
 __all__ = [
     "FORMATS",

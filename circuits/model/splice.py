@@ -25,10 +25,8 @@ from dataclasses import dataclass
 
 import nnsight
 import torch
-
-from dictionaries import Dictionary, DictionaryError
-
-from .adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
 __all__ = ["SplicedPlace", "splice", "check_dictionaries", "read_place_of"]
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-
-from .adapters import ModelAdapter
-from .prompts import PromptBatch
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.model.adapters import ModelAdapter
 
 __all__ = ["Metric", "LogitDiff", "ProbeLogit"]
 

@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.attribution import NodeEffects
+from sparse_circuits.circuits.discovery.edges import NodeSelection
+from sparse_circuits.circuits.discovery.graph import select_nodes
+from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.model.runner import Runner
+from sparse_circuits.dictionaries import Dictionary
 from tqdm.auto import tqdm
-
-from dictionaries import Dictionary
-
-from .attribution import NodeEffects
-from .edges import NodeSelection
-from .graph import select_nodes
-from .metrics import LogitDiff, Metric
-from .prompts import PromptBatch
-from .runner import Runner
 
 __all__ = ["Ablation", "CircuitScore", "score_selection", "faithfulness_curve", "plot_curve"]
 
@@ -175,7 +173,7 @@ def plot_curve(curve: list[tuple[float, CircuitScore]], path: str | Path, *, tit
     """Faithfulness and completeness against the number of nodes, as a self-contained HTML."""
     import plotly.graph_objects as go
 
-    from dictionaries.files import atomic_path
+    from sparse_circuits.files import atomic_path
 
     sizes = [score.n_nodes for _, score in curve]
     figure = go.Figure()

@@ -51,14 +51,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.attribution import Aggregation
+from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.model.runner import PlaceValues, Runner, SplicedRun
+from sparse_circuits.dictionaries import Dictionary
 from tqdm.auto import tqdm
-
-from dictionaries import Dictionary
-
-from .attribution import Aggregation
-from .metrics import LogitDiff, Metric
-from .prompts import PromptBatch
-from .runner import PlaceValues, Runner, SplicedRun
 
 __all__ = ["NodeKey", "NodeSelection", "edge_effects", "METRIC_NODE"]
 

@@ -19,12 +19,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-
-from dictionaries import Dictionary
-from dictionaries.training import DictionaryTrainer, TrainConfig, train_dictionaries
-
-from .activations import ActivationConfig, ModelActivationSource, SharedStream, uses_bos
-from .corpus import read_documents, tokenize_contexts
+from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
+from sparse_circuits.circuits.model.activations import (
+    ActivationConfig,
+    ModelActivationSource,
+    SharedStream,
+    uses_bos,
+)
+from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.dictionaries.training import DictionaryTrainer, TrainConfig, train_dictionaries
 
 __all__ = ["CorpusSplit", "corpus_contexts", "train_on_model", "init_distributed"]
 
@@ -78,7 +81,7 @@ def _leave_group() -> None:
 
 
 def _evaluate_into(model, adapter, dictionary, contexts, out_dir) -> None:
-    from .dictionary_eval import evaluate_dictionary
+    from sparse_circuits.circuits.training.evaluation import evaluate_dictionary
 
     metrics = evaluate_dictionary(model, adapter, dictionary, contexts)
     metrics.pop("feature_density", None)

@@ -27,12 +27,11 @@ from typing import Any
 
 import networkx as nx
 import torch
+from sparse_circuits.circuits.discovery.attribution import NodeEffects
+from sparse_circuits.circuits.discovery.edges import METRIC_NODE, NodeKey, NodeSelection
+from sparse_circuits.circuits.model.places import Place, parse_place
 
-from dictionaries.files import write_text_atomic
-
-from .attribution import NodeEffects
-from .edges import METRIC_NODE, NodeKey, NodeSelection
-from .places import Place, parse_place
+from sparse_circuits.files import write_text_atomic
 
 __all__ = [
     "SCHEMA",

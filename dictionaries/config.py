@@ -1,0 +1,134 @@
+"""What a dictionary is apart from its weights: its config, its error type, the architecture
+registry (``config.arch`` -> class) and reading a JSON config file.
+
+Knows no dictionary class: the classes register themselves (``register_architecture``) when
+``dictionaries`` is imported, so the file formats can build any of them from a config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sparse_circuits.dictionaries.base import Dictionary
+
+__all__ = [
+    "ARCHITECTURES",
+    "DictionaryConfig",
+    "DictionaryError",
+    "architecture_class",
+    "config_from_file",
+    "register_architecture",
+]
+
+
+class DictionaryError(ValueError):
+    """A dictionary that cannot be built, read or used as asked; the message names the file."""
+
+
+@dataclass
+class DictionaryConfig:
+    """Everything about a dictionary except its weights; stored as ``config.json``."""
+
+    arch: str
+    """Architecture name: one of ``ARCHITECTURES`` (relu, gated, topk, batchtopk, jumprelu)."""
+    d_in: int
+    """Width of the activation the dictionary reads."""
+    d_sae: int
+    """Number of features."""
+    d_out: int | None = None
+    """Width of what it reconstructs; ``None`` means ``d_in`` (every SAE)."""
+    k: int | None = None
+    """Active features per token (topk) or per token on average over a batch (batchtopk)."""
+    center_input: bool = True
+    """Subtract ``b_dec`` from the input before encoding (SAEs; never for transcoders)."""
+    skip: bool = False
+    """Has a linear skip connection ``x @ W_skip`` (skip transcoder)."""
+    place: str | None = None
+    """Where it reads in the model (``resid.3``, ``mlp_in.7``...)."""
+    writes: str | None = None
+    """Where a transcoder writes (``mlp.7``); ``None`` means it reconstructs ``place``."""
+    model: str | None = None
+    """Model it was trained on."""
+    source_format: str = "native"
+    """Format it was read from (native, dictionary_learning, saelens, gemma_scope...)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Training settings, as the trainer recorded them."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Evaluation metrics (fvu, l0, dead_fraction...)."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise DictionaryError(
+                f"unknown dictionary architecture {self.arch!r}; known: {sorted(ARCHITECTURES)}"
+            )
+        if self.d_out is None:
+            self.d_out = self.d_in
+        for name in ("d_in", "d_sae", "d_out"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise DictionaryError(f"{name} must be a positive integer, got {value!r}")
+        if self.arch in ("topk", "batchtopk"):
+            if self.k is None or not 0 < self.k <= self.d_sae:
+                raise DictionaryError(
+                    f"{self.arch} needs 0 < k <= d_sae ({self.d_sae}), got k={self.k}"
+                )
+        if self.center_input and self.d_out != self.d_in:
+            raise DictionaryError(
+                "center_input needs d_out == d_in (b_dec lives in the input space)"
+            )
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.writes is not None and self.writes != self.place
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, source: str = "config") -> DictionaryConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DictionaryError(f"{source}: unknown config fields {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise DictionaryError(f"{source}: {error}") from error
+
+
+ARCHITECTURES: dict[str, type[Dictionary]] = {}
+
+
+def register_architecture(name: str):
+    """Class decorator: make an architecture loadable by the name in ``config.arch``."""
+
+    def decorate(cls: type[Dictionary]) -> type[Dictionary]:
+        cls.arch = name
+        ARCHITECTURES[name] = cls
+        return cls
+
+    return decorate
+
+
+def architecture_class(name: str) -> type[Dictionary]:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise DictionaryError(
+            f"unknown dictionary architecture {name!r}; known: {sorted(ARCHITECTURES)}"
+        ) from None
+
+
+def config_from_file(path: Path) -> dict[str, Any]:
+    """Read a JSON config file; a missing or malformed file raises one error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DictionaryError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DictionaryError(f"{path}: not valid JSON ({error})") from None
