@@ -21,12 +21,13 @@ import time
 
 import torch
 from arguments import positive
+
 from sparse_circuits.circuits.data.agreement_sets import agreement_file
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import load_prompt_batches
 from sparse_circuits.circuits.discovery.edges import edge_effects
-from sparse_circuits.circuits.discovery.graph import select_nodes
 from sparse_circuits.circuits.discovery.metrics import LogitDiff
+from sparse_circuits.circuits.discovery.nodes import select_nodes
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.model.runner import Runner
 from sparse_circuits.dictionaries import TopKSAE

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 from arguments import positive
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.model.activations import ActivationConfig, ModelActivationSource
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.training.train import corpus_contexts
@@ -57,8 +59,6 @@ from sparse_circuits.dictionaries.training import (
     TrainConfig,
     TrainConfigError,
 )
-from tqdm.auto import tqdm
-
 from sparse_circuits.files import atomic_path
 
 RELU_L1 = (1.0, 2.0, 4.0)

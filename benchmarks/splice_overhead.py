@@ -16,6 +16,7 @@ import time
 
 import nnsight
 import torch
+
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.model.splice import splice
 from sparse_circuits.dictionaries import TopKSAE

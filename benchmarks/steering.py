@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.editing.interventions import Steering, intervene

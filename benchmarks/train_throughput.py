@@ -24,6 +24,7 @@ import statistics
 import time
 
 import torch
+
 from sparse_circuits.dictionaries import TopKSAE
 from sparse_circuits.dictionaries.training.sparse_ops import sparse_decode, topk_encode
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+from torch import nn
+
 from sparse_circuits.dictionaries.config import (
     ARCHITECTURES,
     DictionaryConfig,
@@ -27,7 +29,6 @@ from sparse_circuits.dictionaries.config import (
     register_architecture,
 )
 from sparse_circuits.dictionaries.native import save_native
-from torch import nn
 
 __all__ = [
     "ARCHITECTURES",

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
 
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
 from sparse_circuits.files import atomic_path
 
 __all__ = ["reconstruction_metrics", "density_histogram", "eval_mode", "ReconstructionStats"]

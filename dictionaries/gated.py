@@ -12,8 +12,9 @@ so the whole encoder runs from one matrix product.
 """
 
 import torch
-from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 from torch import nn
+
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 
 
 @register_architecture("gated")

@@ -5,8 +5,9 @@ a straight-through estimator.
 """
 
 import torch
-from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 from torch import nn
+
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 
 
 @register_architecture("jumprelu")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
 from sparse_circuits.dictionaries.config import (
     DictionaryConfig,
     DictionaryError,
     architecture_class,
     config_from_file,
 )
-
 from sparse_circuits.files import read_safetensors, write_safetensors, write_text_atomic
 
 if TYPE_CHECKING:

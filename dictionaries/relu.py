@@ -1,6 +1,7 @@
 """ReLU + L1 sparse autoencoder (Bricken et al., 2023; the dictionary_learning ``AutoEncoder``)."""
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, register_architecture
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
 from sparse_circuits.dictionaries.formats import load_dictionary
 

@@ -7,8 +7,9 @@ makes each token's code independent of the rest of the batch.
 """
 
 import torch
-from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 from torch import nn
+
+from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, register_architecture
 
 
 def topk_mask(pre: torch.Tensor, k: int) -> torch.Tensor:

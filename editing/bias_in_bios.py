@@ -88,7 +88,6 @@ def write_bias_in_bios(
     """Write ``train.jsonl`` (ambiguous) and ``test.jsonl`` (balanced) into ``folder`` from the
     hub dataset, each atomically; nothing is written unless both splits load."""
     from sparse_circuits.circuits.data.corpus import open_hub_dataset
-
     from sparse_circuits.files import write_text_atomic
 
     splits = {}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sparse_circuits.circuits.model.activations import collect_activations
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 

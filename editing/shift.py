@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.labels import corpus_labels
@@ -46,7 +48,6 @@ from sparse_circuits.editing.probe import (
     pooled_activations_at,
     train_probe,
 )
-from tqdm.auto import tqdm
 
 __all__ = [
     "FeatureRef",

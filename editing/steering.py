@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.editing.interventions import Steering, _check_features, intervene

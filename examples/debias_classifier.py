@@ -12,7 +12,6 @@ from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.editing.bios import bios_file, read_labelled
 from sparse_circuits.editing.shift import ShiftConfig, candidates_markdown, plot_results, run_shift
-
 from sparse_circuits.files import write_text_atomic
 
 STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"

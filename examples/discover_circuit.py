@@ -16,7 +16,8 @@ from sparse_circuits.circuits.discovery.discover import (
     load_prompt_batches,
 )
 from sparse_circuits.circuits.discovery.faithfulness import score_selection
-from sparse_circuits.circuits.discovery.graph import save_circuit, select_nodes
+from sparse_circuits.circuits.discovery.graph import save_circuit
+from sparse_circuits.circuits.discovery.nodes import select_nodes
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import list_dictionary_set, load_dictionary_set
 

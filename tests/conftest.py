@@ -6,8 +6,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub look-up fails at once inst
 
 import pytest
 import torch
-from sparse_circuits.circuits.model.loading import wrap_model
-from sparse_circuits.dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     Gemma2Config,
@@ -17,6 +15,9 @@ from transformers import (
     LlamaConfig,
     PreTrainedTokenizerFast,
 )
+
+from sparse_circuits.circuits.model.loading import wrap_model
+from sparse_circuits.dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 
 WORDS = (
     "the a keys key to of cabinet cabinets is are dog dogs cat cats near runs run man men "

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.model.activations import (
     ActivationConfig,
     ModelActivationSource,
     collect_activations,
 )
-
 from sparse_circuits.cli import main
 
 from .conftest import tiny_model

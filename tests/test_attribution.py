@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.data.prompts import Example, tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.metrics import ProbeLogit

@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+
 from sparse_circuits.editing import bias_in_bios
 from sparse_circuits.editing.bias_in_bios import (
     AMBIGUOUS,

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
+
 from sparse_circuits.editing.bios import (
     FEMALE_NAMES,
     MALE_NAMES,

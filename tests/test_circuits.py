@@ -2,18 +2,19 @@
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import node_effects
-from sparse_circuits.circuits.discovery.edges import NodeSelection, edge_effects
+from sparse_circuits.circuits.discovery.edges import edge_effects
 from sparse_circuits.circuits.discovery.faithfulness import score_selection
 from sparse_circuits.circuits.discovery.graph import (
     CircuitFileError,
     build_circuit,
     load_circuit,
     save_circuit,
-    select_nodes,
     selection_from_circuit,
 )
+from sparse_circuits.circuits.discovery.nodes import NodeSelection, select_nodes
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES, capture

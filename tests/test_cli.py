@@ -3,9 +3,9 @@
 import json
 
 import pytest
+
 from sparse_circuits.circuits.data.agreement_sets import TEMPLATES
 from sparse_circuits.circuits.discovery.graph import load_circuit
-
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model

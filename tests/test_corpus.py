@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.data import corpus
 from sparse_circuits.circuits.data.corpus import (
     CorpusError,
@@ -20,7 +21,6 @@ from sparse_circuits.circuits.data.corpus import (
     read_r_lazyload,
     tokenize_contexts,
 )
-
 from tests.conftest import tiny_tokenizer
 
 FORTUNES = """\
@@ -392,8 +392,9 @@ def test_the_embedded_corpus_is_everyday_english_of_a_megabyte_or_more():
 
 @pytest.mark.slow
 def test_the_embedded_corpus_tokenizes_with_smollm2_in_seconds():
-    from sparse_circuits.circuits.model.loading import convert_gguf, embedded_gguf
     from transformers import AutoTokenizer
+
+    from sparse_circuits.circuits.model.loading import convert_gguf, embedded_gguf
 
     tokenizer = AutoTokenizer.from_pretrained(convert_gguf(embedded_gguf("smollm2-135m")))
     documents = read_documents("embedded")

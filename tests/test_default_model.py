@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.model import loading as models
 from sparse_circuits.circuits.model.loading import load_model
 

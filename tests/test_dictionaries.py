@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+
 from sparse_circuits.dictionaries import (
     BatchTopKSAE,
     DictionaryConfig,

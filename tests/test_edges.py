@@ -7,10 +7,12 @@ import copy
 
 import pytest
 import torch
-from sparse_circuits.circuits.discovery import edges as edges_module
+
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery import edges as edges_module
 from sparse_circuits.circuits.discovery.attribution import node_effects
-from sparse_circuits.circuits.discovery.edges import METRIC_NODE, NodeSelection, _pack, edge_effects
+from sparse_circuits.circuits.discovery.edges import _pack, edge_effects
+from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeSelection
 from sparse_circuits.circuits.model.loading import wrap_model
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model

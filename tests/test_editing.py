@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+
+from sparse_circuits.cli import main
 from sparse_circuits.dictionaries import DictionaryError
 from sparse_circuits.editing.interventions import (
     EditedModel,
@@ -14,8 +16,6 @@ from sparse_circuits.editing.interventions import (
     intervene,
 )
 from sparse_circuits.editing.steering import feature_vector, features_vector, steered_generations
-
-from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sparse_circuits.circuits.training.evaluation import (
     downstream_metrics,
     evaluate_dictionary,

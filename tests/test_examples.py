@@ -12,6 +12,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig
 from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit

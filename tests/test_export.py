@@ -8,6 +8,7 @@ import time
 import networkx as nx
 import pytest
 import torch
+
 from sparse_circuits.circuits.data.corpus import tokenize_contexts
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
@@ -16,13 +17,13 @@ from sparse_circuits.circuits.discovery.graph import (
     build_circuit,
     load_circuit,
     save_circuit,
-    select_nodes,
 )
 from sparse_circuits.circuits.discovery.labels import (
     feature_nodes,
     label_circuit,
     top_activating_contexts,
 )
+from sparse_circuits.circuits.discovery.nodes import select_nodes
 from sparse_circuits.circuits.export import (
     CHROMIUM,
     FORMATS,

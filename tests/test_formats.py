@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
+
 from sparse_circuits.dictionaries import DictionaryError, detect_format, load_dictionary
 
 D, S, TOL = 8, 16, 1e-5

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.model.adapters import UnsupportedModelError, spec_for
 from sparse_circuits.circuits.model.loading import ModelLoadError, load_model
-
 from sparse_circuits.cli import main
 
 from .conftest import tiny_model

@@ -3,6 +3,7 @@
 import nnsight
 import pytest
 import torch
+
 from sparse_circuits.circuits.model.places import (
     PlaceError,
     all_places,

@@ -6,9 +6,11 @@ import random
 
 import pytest
 import torch
+
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.metrics import ProbeLogit
+from sparse_circuits.cli import main
 from sparse_circuits.editing.interventions import FeatureAblation
 from sparse_circuits.editing.probe import LinearProbe, pooled_activations, train_probe
 from sparse_circuits.editing.shift import (
@@ -27,8 +29,6 @@ from sparse_circuits.editing.shift import (
     pooled_features,
     run_shift,
 )
-
-from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from torch.testing import assert_close
+
 from sparse_circuits.dictionaries.topk import topk_mask
 from sparse_circuits.dictionaries.training import sparse_ops
 from sparse_circuits.dictionaries.training.sparse_ops import (
@@ -12,7 +14,6 @@ from sparse_circuits.dictionaries.training.sparse_ops import (
     sparse_decode,
     topk_encode,
 )
-from torch.testing import assert_close
 
 N, D, D_SAE, K = 7, 12, 40, 5
 

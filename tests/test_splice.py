@@ -3,6 +3,7 @@
 import nnsight
 import pytest
 import torch
+
 from sparse_circuits.circuits.model.splice import check_dictionaries, splice
 from sparse_circuits.dictionaries import DictionaryError
 

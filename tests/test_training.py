@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from sparse_circuits.dictionaries import load_dictionary
 from sparse_circuits.dictionaries.training import (
     CHECKPOINT_FILE,

@@ -83,8 +83,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sparse_circuits.circuits.model.loading import cache_dir, hub_reachable
 
+from sparse_circuits.circuits.model.loading import cache_dir, hub_reachable
 from sparse_circuits.files import atomic_path, write_text_atomic
 
 __all__ = [

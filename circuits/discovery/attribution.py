@@ -22,20 +22,21 @@ For every batch of prompts:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.discovery.nodes import Aggregation, NodeEffects
 from sparse_circuits.circuits.model.runner import PlaceValues, Runner
 from sparse_circuits.dictionaries import Dictionary
-from tqdm.auto import tqdm
 
 __all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
 
 Method = Literal["attrib", "ig", "exact"]
-Aggregation = Literal["sum", "none"]
 
 
 @dataclass
@@ -59,28 +60,6 @@ class AttributionConfig:
             raise ValueError(f"--aggregation must be sum or none, got {self.aggregation!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be at least 1")
-
-
-@dataclass
-class NodeEffects:
-    """Mean effects over examples. With ``sum``: features ``(d_sae,)`` and error ``()`` per
-    place; with ``none``: ``(T, d_sae)`` and ``(T,)``."""
-
-    features: dict[str, torch.Tensor]
-    errors: dict[str, torch.Tensor]
-    aggregation: Aggregation
-    method: Method
-    n_examples: int
-    metric_clean: float
-    """Mean metric on the clean prompts."""
-    metric_patch: float
-    """Mean metric on the patch prompts (the clean value's baseline)."""
-    activations: dict[str, torch.Tensor] = field(default_factory=dict)
-    """Mean clean feature activation, same shape as ``features``."""
-
-    def total(self, place: str) -> float:
-        """Sum of a place's feature and error effects."""
-        return float(self.features[place].sum() + self.errors[place].sum())
 
 
 def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+
 from sparse_circuits.circuits.data.prompts import PromptBatch, read_prompts, tokenize_prompts
-from sparse_circuits.circuits.discovery.attribution import (
-    AttributionConfig,
-    NodeEffects,
-    node_effects,
-)
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.edges import edge_effects
-from sparse_circuits.circuits.discovery.graph import build_circuit, select_nodes
+from sparse_circuits.circuits.discovery.graph import build_circuit
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["DiscoverConfig", "discover_circuit", "load_prompt_batches"]

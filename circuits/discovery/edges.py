@@ -51,47 +51,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from sparse_circuits.circuits.data.prompts import PromptBatch
-from sparse_circuits.circuits.discovery.attribution import Aggregation
-from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
-from sparse_circuits.circuits.model.runner import PlaceValues, Runner, SplicedRun
-from sparse_circuits.dictionaries import Dictionary
 from tqdm.auto import tqdm
 
-__all__ = ["NodeKey", "NodeSelection", "edge_effects", "METRIC_NODE"]
+from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.discovery.nodes import (
+    METRIC_NODE,
+    Aggregation,
+    NodeKey,
+    NodeSelection,
+)
+from sparse_circuits.circuits.model.runner import PlaceValues, Runner, SplicedRun
+from sparse_circuits.dictionaries import Dictionary
 
-NodeKey = tuple[str, int, int]
-"""``(place, feature, position)``: feature ``-1`` is the error node, position ``-1`` means
-summed over positions; ``METRIC_NODE`` is the metric."""
-METRIC_NODE: NodeKey = ("metric", -1, -1)
+__all__ = ["edge_effects"]
+
 DIRECT_PLACES = 4
 """Most places with a direct path into one place (resid.L: resid.L-1, attn.L, mlp.L, and a
 transcoder's input), for sizing the chunks of batched vector-Jacobian products."""
 
 Edges = dict[tuple[NodeKey, NodeKey], float]
-
-
-@dataclass
-class NodeSelection:
-    """Selected nodes per place, as masks shaped like the node effects: features ``(F,)`` and
-    error ``()`` with aggregation ``sum``; ``(T, F)`` and ``(T,)`` with ``none``."""
-
-    features: dict[str, torch.Tensor]
-    errors: dict[str, torch.Tensor]
-
-    def keys(self, place: str) -> list[NodeKey]:
-        """Selected nodes of a place, features first."""
-        f_mask, e_mask = self.features[place], self.errors[place]
-        if f_mask.dim() == 1:
-            keys = [(place, int(i), -1) for i in f_mask.nonzero().squeeze(-1)]
-            return keys + ([(place, -1, -1)] if bool(e_mask) else [])
-        keys = [(place, int(f), int(t)) for t, f in f_mask.nonzero().tolist()]
-        return keys + [(place, -1, int(t)) for t in e_mask.nonzero().squeeze(-1)]
-
-    def count(self) -> int:
-        return sum(int(m.sum()) for m in self.features.values()) + sum(
-            int(m.sum()) for m in self.errors.values()
-        )
 
 
 def _feature_grad(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import load_prompt_batches
 from sparse_circuits.circuits.discovery.faithfulness import (
@@ -28,7 +29,6 @@ from sparse_circuits.circuits.discovery.graph import (
 )
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
-
 from sparse_circuits.files import require_folder
 
 __all__ = ["evaluate_circuit_file", "curve_thresholds"]

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.data.prompts import PromptBatch
-from sparse_circuits.circuits.discovery.attribution import NodeEffects
-from sparse_circuits.circuits.discovery.edges import NodeSelection
-from sparse_circuits.circuits.discovery.graph import select_nodes
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
+from sparse_circuits.circuits.discovery.nodes import NodeEffects, NodeSelection, select_nodes
 from sparse_circuits.circuits.model.runner import Runner
 from sparse_circuits.dictionaries import Dictionary
-from tqdm.auto import tqdm
 
 __all__ = ["Ablation", "CircuitScore", "score_selection", "faithfulness_curve", "plot_curve"]
 

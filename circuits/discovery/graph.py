@@ -27,16 +27,18 @@ from typing import Any
 
 import networkx as nx
 import torch
-from sparse_circuits.circuits.discovery.attribution import NodeEffects
-from sparse_circuits.circuits.discovery.edges import METRIC_NODE, NodeKey, NodeSelection
-from sparse_circuits.circuits.model.places import Place, parse_place
 
+from sparse_circuits.circuits.discovery.nodes import (
+    NodeEffects,
+    NodeKey,
+    NodeSelection,
+    node_id,
+)
+from sparse_circuits.circuits.model.places import Place, parse_place
 from sparse_circuits.files import write_text_atomic
 
 __all__ = [
     "SCHEMA",
-    "node_id",
-    "select_nodes",
     "build_circuit",
     "save_circuit",
     "load_circuit",
@@ -49,37 +51,6 @@ SCHEMA = "sparse-circuits/circuit@1"
 
 class CircuitFileError(ValueError):
     """A circuit file that cannot be read; the message names it."""
-
-
-def node_id(key: NodeKey) -> str:
-    place, feature, position = key
-    if key == METRIC_NODE:
-        return "metric"
-    name = f"{place}/{'err' if feature < 0 else feature}"
-    return name if position < 0 else f"{name}@{position}"
-
-
-def select_nodes(
-    effects: NodeEffects,
-    *,
-    threshold: float | None = None,
-    top_k: int | None = None,
-) -> NodeSelection:
-    """Nodes whose |effect| reaches ``threshold``, or the ``top_k`` largest |effects| overall
-    (features and errors together)."""
-    if (threshold is None) == (top_k is None):
-        raise ValueError("select nodes by exactly one of threshold or top_k")
-    if top_k is not None:
-        everything = torch.cat(
-            [t.abs().flatten() for t in (*effects.features.values(), *effects.errors.values())]
-        )
-        k = min(top_k, everything.numel())
-        threshold = float(everything.topk(k).values[-1]) if k > 0 else float("inf")
-        threshold = max(threshold, 1e-12)  # never select nodes of zero effect
-    return NodeSelection(
-        features={p: t.abs() >= threshold for p, t in effects.features.items()},
-        errors={p: t.abs() >= threshold for p, t in effects.errors.items()},
-    )
 
 
 def _place_attributes(place: str, n_layers: int) -> dict[str, Any]:

@@ -22,13 +22,14 @@ from typing import Any
 
 import networkx as nx
 import torch
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
-from sparse_circuits.circuits.discovery.edges import METRIC_NODE, NodeKey
+from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeKey
 from sparse_circuits.circuits.model.activations import collect_activations, uses_bos
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.circuits.model.splice import read_place_of
 from sparse_circuits.dictionaries import Dictionary
-from tqdm.auto import tqdm
 
 __all__ = [
     "top_activating_contexts",

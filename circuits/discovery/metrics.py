@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
+
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 

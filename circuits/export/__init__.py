@@ -103,8 +103,8 @@ import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from sparse_circuits.circuits.model.places import KINDS, parse_place
 
+from sparse_circuits.circuits.model.places import KINDS, parse_place
 from sparse_circuits.files import atomic_path, write_text_atomic
 
 __all__ = [

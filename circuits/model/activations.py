@@ -17,6 +17,7 @@ from typing import Any
 
 import nnsight
 import torch
+
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 
 __all__ = [

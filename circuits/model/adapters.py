@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+
 from sparse_circuits.circuits.model.places import (
     Place,
     PlaceError,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+
 from sparse_circuits.circuits.model.adapters import ModelAdapter, spec_for
 
 __all__ = ["load_model", "LoadedModel", "ModelLoadError", "EMBEDDED_MODELS", "cache_dir"]

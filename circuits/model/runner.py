@@ -14,6 +14,7 @@ from typing import Any
 
 import nnsight
 import torch
+
 from sparse_circuits.circuits.data.prompts import PromptBatch, align_patch
 from sparse_circuits.circuits.discovery.metrics import Metric
 from sparse_circuits.circuits.model.activations import collect_activations

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import nnsight
 import torch
+
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 

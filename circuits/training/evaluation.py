@@ -20,12 +20,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
+
 from sparse_circuits.circuits.model.activations import collect_activations
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.circuits.model.splice import check_dictionaries, splice
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 from sparse_circuits.dictionaries.evaluation import eval_mode, reconstruction_metrics
-from tqdm.auto import tqdm
 
 __all__ = ["downstream_metrics", "evaluate_dictionary", "target_place"]
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
 from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
 from sparse_circuits.circuits.model.activations import (
     ActivationConfig,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryError
 from sparse_circuits.dictionaries.native import is_native, load_native
 

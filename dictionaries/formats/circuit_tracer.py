@@ -27,10 +27,10 @@ import re
 from pathlib import Path
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import take
 from sparse_circuits.dictionaries.native import from_state_dict
-
 from sparse_circuits.files import read_safetensors
 
 _LAYER_FILE = re.compile(r"^layer_(\d+)\.safetensors$")

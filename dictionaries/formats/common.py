@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sparse_circuits.dictionaries.config import DictionaryError, config_from_file
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary
 from sparse_circuits.dictionaries.config import DictionaryConfig, DictionaryError, config_from_file
 from sparse_circuits.dictionaries.formats.common import take

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.native import from_state_dict
 

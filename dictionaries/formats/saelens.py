@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import json_object
 from sparse_circuits.dictionaries.native import from_state_dict
-
 from sparse_circuits.files import read_safetensors
 
 CONFIG_FILE = "cfg.json"

@@ -30,7 +30,6 @@ from typing import Any
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import json_object, take
 from sparse_circuits.dictionaries.native import from_state_dict
-
 from sparse_circuits.files import read_safetensors
 
 CONFIG_FILE = "cfg.json"

@@ -12,6 +12,7 @@ The L1 term acts only on the gate, so the magnitudes of active features are not 
 from __future__ import annotations
 
 import torch
+
 from sparse_circuits.dictionaries.training.objective import (
     Objective,
     StepOutput,

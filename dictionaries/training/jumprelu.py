@@ -13,6 +13,7 @@ The threshold is optimised directly and clamped positive after each step.
 from __future__ import annotations
 
 import torch
+
 from sparse_circuits.dictionaries.training.objective import (
     Objective,
     StepOutput,

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
+
 from sparse_circuits.dictionaries.base import Dictionary
 from sparse_circuits.dictionaries.training.config import TrainConfig
 

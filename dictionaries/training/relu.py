@@ -11,6 +11,7 @@ first ``sparsity_warmup`` of training.
 from __future__ import annotations
 
 import torch
+
 from sparse_circuits.dictionaries.training.objective import (
     Objective,
     StepOutput,

@@ -19,6 +19,7 @@ loss = ||y - y_hat||^2 + auxk_alpha * Var(y) * ||e - e_hat||^2 / Var(e)
 from __future__ import annotations
 
 import torch
+
 from sparse_circuits.dictionaries.training.objective import (
     Objective,
     StepOutput,

@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
+
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, architecture_class
 from sparse_circuits.dictionaries.native import CONFIG_FILE, WEIGHTS_FILE
 from sparse_circuits.dictionaries.training.config import TrainConfig, TrainConfigError
 from sparse_circuits.dictionaries.training.objective import OBJECTIVES, Objective, all_reduce_
 from sparse_circuits.dictionaries.training.sources import ActivationSource
-from tqdm.auto import tqdm
-
 from sparse_circuits.files import atomic_path
 
 __all__ = [
