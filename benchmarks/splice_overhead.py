@@ -17,6 +17,7 @@ import time
 import nnsight
 import torch
 
+from sparse_circuits.circuits.model.adapters import torch_module
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.model.splice import splice
 from sparse_circuits.dictionaries import TopKSAE
@@ -50,7 +51,7 @@ def main() -> None:
         for p in places
     }
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), device=args.device)
-    hf_model = model._module
+    hf_model = torch_module(model)
     with torch.no_grad(), model.trace(ids):
         acts = nnsight.save([adapter.read(p) for p in places])
 

@@ -86,6 +86,35 @@ class DictionaryConfig:
     def is_transcoder(self) -> bool:
         return self.writes is not None and self.writes != self.place
 
+    def reads_at(self, place: str) -> str:
+        """The place a dictionary spliced at ``place`` reads: a transcoder's own input place
+        (``config.place``), else ``place`` itself."""
+        return self.place if self.is_transcoder and self.place else place
+
+    def replaces(self, place: str | None = None) -> str:
+        """The place whose activation the dictionary replaces when spliced in.
+
+        An SAE replaces the place it reads (``place``, or else ``config.place``); a transcoder
+        the place it writes (``config.writes``), whether ``place`` names that or the place it
+        reads."""
+        if self.is_transcoder:
+            if not self.place:
+                raise DictionaryError(
+                    f"transcoder writing {self.writes} does not say where it reads (config.place)"
+                )
+            if place not in (None, self.place, self.writes):
+                raise DictionaryError(
+                    f"transcoder reads {self.place} and writes {self.writes}; "
+                    f"it cannot be evaluated at {place}"
+                )
+            return self.writes
+        place = place or self.place
+        if place is None:
+            raise DictionaryError(
+                "the dictionary does not say where it reads (config.place); pass place="
+            )
+        return place
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

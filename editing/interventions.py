@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter, torch_module
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
 __all__ = [
@@ -149,7 +149,7 @@ class _Session:
             if adapter.site(intervention.place).io != "output":
                 raise ValueError(f"{intervention.place} is a module input; intervene on outputs")
             by_place.setdefault(intervention.place, []).append(intervention)
-        root = adapter.model._module
+        root = torch_module(adapter.model)
         self.handles.append(root.register_forward_pre_hook(self._track, with_kwargs=True))
         for place, items in by_place.items():
             hook = self._make_hook(adapter.site(place).index, items)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from sparse_circuits.circuits.model.activations import collect_activations
-from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
 
 __all__ = [
     "LinearProbe",
@@ -78,7 +78,7 @@ def pooled_activations_at(
     ids = _token_ids(model.tokenizer, texts, allow_single=allow_single)
     pad = model.tokenizer.pad_token_id
     pad = 0 if pad is None else pad
-    device = next(model._module.parameters()).device
+    device = model_device(model)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: dict[str, torch.Tensor] = {}
     for start in range(0, len(order), batch_size):

@@ -12,17 +12,17 @@ Vectors come from:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device, torch_module
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.editing.interventions import Steering, _check_features, intervene
 from sparse_circuits.editing.probe import pooled_activations
+from sparse_circuits.files import jsonl_strings, read_utf8
 
 __all__ = [
     "feature_vector",
@@ -51,23 +51,10 @@ def read_texts(path: str | Path) -> list[str]:
     """Prompts from a JSONL file (``text`` or ``prompt`` field per line) or a plain text file
     (one prompt per non-empty line)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: prompt file not found")
-    texts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            text = record.get("text", record.get("prompt")) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise ValueError(f"{path}:{number}: needs a 'text' (or 'prompt') string field")
-            texts.append(text)
-        else:
-            texts.append(line)
+    if path.suffix == ".jsonl":
+        texts = [text for _, text in jsonl_strings(path, ("text", "prompt"), what="prompt file")]
+    else:
+        texts = [line for line in read_utf8(path, what="prompt file").split("\n") if line.strip()]
     if not texts:
         raise ValueError(f"{path}: no prompts")
     return texts
@@ -90,10 +77,9 @@ def generate(model: Any, prompt: str, *, max_new_tokens: int = 30) -> str:
     """Greedy continuation of ``prompt`` (deterministic)."""
     tokenizer = model.tokenizer
     ids = tokenizer(prompt, return_tensors="pt").input_ids
-    device = next(model._module.parameters()).device
     with torch.no_grad():
-        out = model._module.generate(
-            ids.to(device),
+        out = torch_module(model).generate(
+            ids.to(model_device(model)),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,

@@ -16,6 +16,8 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "atomic_path",
     "jsonl_records",
+    "jsonl_strings",
+    "read_utf8",
     "read_safetensors",
     "require_folder",
     "write_safetensors",
@@ -77,19 +79,30 @@ def read_safetensors(
         raise error(f"{path}: not a readable safetensors file ({exc})") from None
 
 
+def read_utf8(path: str | Path, error: type[Exception] = ValueError, *, what: str = "file") -> str:
+    """The text of a UTF-8 file (BOM dropped, CRLF as LF); a missing file or a byte that is not
+    UTF-8 raises ``error`` naming the file and line (``file:line``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{path}:{line}: not UTF-8 (byte offset {exc.start}: 0x{data[exc.start]:02x})"
+        ) from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
 def jsonl_records(
     path: str | Path, error: type[Exception] = ValueError, *, what: str = "file"
 ) -> Iterator[tuple[str, dict]]:
     """``("file:line", object)`` for every non-blank line of a JSONL file; a missing file,
-    non-UTF-8 text, a line that is not JSON or not an object raises ``error`` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: {what} not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text ({exc})") from None
-    for number, line in enumerate(lines, start=1):
+    non-UTF-8 text, a line that is not JSON or not an object raises ``error`` naming it
+    (``file:line: ...``). Every JSONL reader of the project goes through here."""
+    for number, line in enumerate(read_utf8(path, error, what=what).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -100,3 +113,24 @@ def jsonl_records(
         if not isinstance(record, dict):
             raise error(f"{where}: expected a JSON object")
         yield where, record
+
+
+def jsonl_strings(
+    path: str | Path,
+    fields: tuple[str, ...],
+    error: type[Exception] = ValueError,
+    *,
+    what: str = "file",
+) -> Iterator[tuple[str, str]]:
+    """``("file:line", text)`` for every record of a JSONL file, ``text`` the first of
+    ``fields`` the record has; a record with none of them, or a value that is not a string,
+    raises ``error`` naming the line."""
+    names = " or ".join(repr(f) for f in fields)
+    for where, record in jsonl_records(path, error, what=what):
+        field = next((f for f in fields if f in record), None)
+        if field is None:
+            raise error(f"{where}: no {names} field")
+        if not isinstance(record[field], str):
+            kind = type(record[field]).__name__
+            raise error(f"{where}: {field!r} is not a string ({kind})")
+        yield where, record[field]

@@ -213,24 +213,24 @@ def test_bad_inputs_are_one_line_errors_naming_file_and_line(tmp_path):
 
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("the dog\nthe caf\u00e9 is near\n".encode("latin-1"))
-    assert _error(latin1) == f"{latin1}, line 2: not UTF-8 (byte offset 15: 0xe9)"
+    assert _error(latin1) == f"{latin1}:2: not UTF-8 (byte offset 15: 0xe9)"
 
     not_json = tmp_path / "bad.jsonl"
     not_json.write_text('{"text": "the dog"}\n{"text": "the cat"\n')
     message = _error(not_json)
-    assert message.startswith(f"{not_json}, line 2: not JSON")
+    assert message.startswith(f"{not_json}:2: not valid JSON")
 
     no_text = tmp_path / "notext.jsonl"
     no_text.write_text('{"text": "a"}\n\n{"body": "the cat"}\n')
-    assert _error(no_text) == f'{no_text}, line 3: no "text" field'
+    assert _error(no_text) == f"{no_text}:3: no 'text' field"
 
     not_object = tmp_path / "list.jsonl"
     not_object.write_text('["the cat"]\n')
-    assert _error(not_object) == f'{not_object}, line 1: no "text" field'
+    assert _error(not_object) == f"{not_object}:1: expected a JSON object"
 
     not_string = tmp_path / "number.jsonl"
     not_string.write_text('{"text": 3}\n')
-    assert _error(not_string) == f'{not_string}, line 1: "text" is not a string (int)'
+    assert _error(not_string) == f"{not_string}:1: 'text' is not a string (int)"
 
     folder = tmp_path / "folder.txt"
     folder.mkdir()

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from sparse_circuits.circuits.training.evaluation import (
     downstream_metrics,
     evaluate_dictionary,
-    target_place,
 )
 from sparse_circuits.dictionaries import DictionaryConfig, DictionaryError, ReluSAE
 from sparse_circuits.dictionaries.evaluation import (
@@ -207,12 +206,12 @@ def test_transcoder_replaces_the_place_it_writes(llama):
     with torch.no_grad():
         transcoder.W_dec.zero_()
         transcoder.b_dec.zero_()
-    assert target_place(transcoder) == target_place(transcoder, "mlp_in.1") == "mlp.1"
+    assert transcoder.config.replaces() == transcoder.config.replaces("mlp_in.1") == "mlp.1"
     metrics = evaluate_dictionary(model, adapter, transcoder, ids, batch_size=4)
     assert metrics["ce_spliced"] == pytest.approx(metrics["ce_zero_ablation"], abs=1e-6)
     assert metrics["fvu"] > 0.99  # predicts zeros for a non-constant target: fvu >= 1
     with pytest.raises(DictionaryError, match="cannot be evaluated at resid.0"):
-        target_place(transcoder, "resid.0")
+        transcoder.config.replaces("resid.0")
 
 
 def test_contexts_too_short(llama):

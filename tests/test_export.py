@@ -34,7 +34,6 @@ from sparse_circuits.circuits.export import (
     to_html,
     to_neuronpedia,
 )
-from sparse_circuits.circuits.model.splice import read_place_of
 
 from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
 from .test_attribution import EXAMPLES
@@ -329,13 +328,13 @@ def test_top_contexts_match_brute_force(setup, contexts):
     assert ("attn.1", -1, -1) not in got  # error nodes get no contexts
     assert got[("resid.1", 3, 2)] == got[("resid.1", 3, -1)]  # position ignored
     acts = hooked_inputs(
-        model, adapter, contexts, [read_place_of(p, dictionaries[p]) for p in PLACES]
+        model, adapter, contexts, [dictionaries[p].config.reads_at(p) for p in PLACES]
     )
     tokenizer = model.tokenizer
     n_checked = 0
     for place in PLACES:
         with torch.no_grad():
-            f_NTF = dictionaries[place].encode(acts[read_place_of(place, dictionaries[place])])
+            f_NTF = dictionaries[place].encode(acts[dictionaries[place].config.reads_at(place)])
         for feature in range(24):
             a_NT = f_NTF[:, :, feature]
             top = a_NT[:, 1:].flatten().sort(descending=True).values[:k]  # BOS left out

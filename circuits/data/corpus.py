@@ -85,7 +85,7 @@ import numpy as np
 import torch
 
 from sparse_circuits.circuits.model.loading import cache_dir, hub_reachable
-from sparse_circuits.files import atomic_path, write_text_atomic
+from sparse_circuits.files import atomic_path, jsonl_strings, read_utf8, write_text_atomic
 
 __all__ = [
     "CorpusError",
@@ -173,18 +173,6 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or bool(Path(name).suffix)
 
 
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise CorpusError(
-            f"{path}, line {line}: not UTF-8 (byte offset {error.start}: 0x{data[error.start]:02x})"
-        ) from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
-
-
 def _nonempty(documents: list[str], path: Path) -> list[str]:
     if not documents:
         raise CorpusError(f"{path}: empty corpus (no document with text)")
@@ -192,28 +180,14 @@ def _nonempty(documents: list[str], path: Path) -> list[str]:
 
 
 def _read_plain(path: Path) -> list[str]:
-    text = _read_utf8(path)
+    text = read_utf8(path, CorpusError)
     pieces = re.split(r"\n[ \t\f\v\r]*\n", text)
     return _nonempty([piece.strip() for piece in pieces if piece.strip()], path)
 
 
 def _read_jsonl(path: Path) -> list[str]:
-    documents = []
-    for number, line in enumerate(_read_utf8(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"{path}, line {number}: not JSON ({error.msg})") from None
-        if not isinstance(record, dict) or "text" not in record:
-            raise CorpusError(f'{path}, line {number}: no "text" field')
-        if not isinstance(record["text"], str):
-            kind = type(record["text"]).__name__
-            raise CorpusError(f'{path}, line {number}: "text" is not a string ({kind})')
-        if record["text"].strip():
-            documents.append(record["text"])
-    return _nonempty(documents, path)
+    texts = (text for _, text in jsonl_strings(path, ("text",), CorpusError, what="corpus"))
+    return _nonempty([text for text in texts if text.strip()], path)
 
 
 def open_hub_dataset(

@@ -3,7 +3,7 @@
 ``top_activating_contexts`` runs corpus contexts ``(N, T)`` through the model once per batch,
 only as far as the deepest place it needs (``circuits.activations.collect_activations``),
 encodes each place's activation with its dictionary (a transcoder reads its input place,
-``circuits.splice.read_place_of``) and keeps, per feature, a running top-k over every token seen
+``DictionaryConfig.reads_at``) and keeps, per feature, a running top-k over every token seen
 so far: the batch's ``(B * T, F)`` activations are concatenated to the ``(k, F)`` best so far
 and ``torch.topk`` keeps the ``k`` largest per column. Only positive activations count (a
 feature at 0 is inactive), so a rarely active feature may get fewer than ``k``. The first
@@ -27,8 +27,7 @@ from tqdm.auto import tqdm
 from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
 from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeKey
 from sparse_circuits.circuits.model.activations import collect_activations, uses_bos
-from sparse_circuits.circuits.model.adapters import ModelAdapter
-from sparse_circuits.circuits.model.splice import read_place_of
+from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = [
@@ -61,12 +60,6 @@ def marked_window(tokenizer: Any, ids: list[int]) -> str:
     token = last.lstrip()
     lead = last[: len(last) - len(token)]
     return f"{prefix}{lead}«{token}»".replace("\n", "↵")
-
-
-def _device(model: Any) -> torch.device:
-    module = getattr(model, "_module", model)
-    parameter = next(module.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def top_activating_contexts(
@@ -107,11 +100,11 @@ def top_activating_contexts(
             )
         wanted.setdefault(place, set()).add(feature)
     features = {p: torch.tensor(sorted(f), dtype=torch.long) for p, f in wanted.items()}
-    reads = {p: read_place_of(p, dictionaries[p]) for p in features}
+    reads = {p: dictionaries[p].config.reads_at(p) for p in features}
     # running best per place: values (k', F_p) and flat token indices context * kept_T + pos
     best_values = {p: torch.empty(0, len(f)) for p, f in features.items()}
     best_index = {p: torch.empty(0, len(f), dtype=torch.long) for p, f in features.items()}
-    device = _device(model)
+    device = model_device(model)
     if features:
         starts = range(0, N, batch_size)
         for start in tqdm(starts, desc="top contexts", disable=not progress):

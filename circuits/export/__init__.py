@@ -156,10 +156,7 @@ def place_stream_index(place: str, n_layers: int) -> int:
     4L+2, ``mlp.L`` 4L+3, ``resid.L`` 4L+4; ``metric`` 4 * n_layers + 1."""
     if place == "metric":
         return len(KINDS) * n_layers + 1
-    parsed = parse_place(place, n_layers)
-    if parsed.kind == "embed":
-        return 0
-    return 1 + len(KINDS) * parsed.layer + KINDS.index(parsed.kind)
+    return parse_place(place, n_layers).order
 
 
 def _plain(value: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import nnsight
 import torch
 
-from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
 
 __all__ = [
     "ActivationConfig",
@@ -116,7 +116,7 @@ class ModelActivationSource:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model._module.parameters()).device
+        return model_device(self.model)
 
     def _next_contexts(self) -> torch.Tensor:
         if self.position >= len(self.order):

@@ -117,6 +117,19 @@ def spec_for(model_type: str) -> ArchitectureSpec:
         ) from None
 
 
+def torch_module(model: Any) -> torch.nn.Module:
+    """The torch module an nnsight model wraps (a plain torch module is returned as it is).
+
+    The one place that reaches into nnsight's wrapper for it."""
+    return getattr(model, "_module", model)
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of a model's first parameter (nnsight-wrapped or plain); CPU without any."""
+    parameter = next(torch_module(model).parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def _walk(root: Any, dotted: str) -> Any:
     for part in filter(None, dotted.split(".")):
         root = root[int(part)] if part.isdigit() else getattr(root, part)
@@ -140,6 +153,11 @@ class ModelAdapter:
         self.parallel_attn: bool = bool(
             spec.parallel_attn_flag and getattr(config, spec.parallel_attn_flag, False)
         )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's (first) weights live."""
+        return model_device(self.model)
 
     # --- names ----------------------------------------------------------------------------
 
@@ -170,7 +188,7 @@ class ModelAdapter:
 
     def module(self, name: str) -> torch.nn.Module:
         """The underlying torch module holding a place (for plain PyTorch hooks)."""
-        return _walk(self.model._module, self.site(name).path)
+        return _walk(torch_module(self.model), self.site(name).path)
 
     # --- inside a trace ---------------------------------------------------------------------
 
@@ -207,7 +225,7 @@ class ModelAdapter:
         metric reads nothing else (saves most of the unembedding on large vocabularies)."""
         if (
             last_position_only
-            and "logits_to_keep" in inspect.signature(self.model._module.forward).parameters
+            and "logits_to_keep" in inspect.signature(torch_module(self.model).forward).parameters
         ):
             return {"logits_to_keep": 1}
         return {}

@@ -47,9 +47,10 @@ class Place:
         return "embed" if self.kind == "embed" else f"{self.kind}.{self.layer}"
 
     @property
-    def order(self) -> tuple[int, int]:
-        """Sort key: position in the forward pass."""
-        return (self.layer, -1 if self.kind == "embed" else KINDS.index(self.kind))
+    def order(self) -> int:
+        """Position in the forward pass: ``embed`` 0, then ``attn.L`` 4L+1, ``mlp_in.L`` 4L+2,
+        ``mlp.L`` 4L+3, ``resid.L`` 4L+4 (the sort key of ``forward_order``)."""
+        return 0 if self.kind == "embed" else 1 + len(KINDS) * self.layer + KINDS.index(self.kind)
 
     def __str__(self) -> str:
         return self.name

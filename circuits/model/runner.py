@@ -68,7 +68,7 @@ class Runner:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model._module.parameters()).device
+        return self.adapter.device
 
     def run(
         self,

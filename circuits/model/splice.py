@@ -29,7 +29,7 @@ import torch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
-__all__ = ["SplicedPlace", "splice", "check_dictionaries", "read_place_of"]
+__all__ = ["SplicedPlace", "splice", "check_dictionaries"]
 
 Edit = Callable[[str, torch.Tensor], torch.Tensor]
 """``(place, tensor) -> tensor`` of the same shape: changes features ``(B, T, d_sae)`` before
@@ -56,17 +56,11 @@ class SplicedPlace:
     """With ``hold_fixed``: the error, still attached to the upstream graph."""
 
 
-def read_place_of(place: str, dictionary: Dictionary) -> str:
-    """The place a dictionary spliced at ``place`` reads (its input place for a transcoder)."""
-    config = dictionary.config
-    return config.place if config.is_transcoder and config.place else place
-
-
 def check_dictionaries(adapter: ModelAdapter, dictionaries: Mapping[str, Dictionary]) -> None:
     """Every key a valid place and every dictionary's widths matching its places."""
     for place, dictionary in dictionaries.items():
         adapter.parse(place)
-        source = read_place_of(place, dictionary)
+        source = dictionary.config.reads_at(place)
         adapter.parse(source)
         if adapter.parse(source).order > adapter.parse(place).order:
             raise DictionaryError(f"transcoder for {place} reads {source}, which comes after it")
@@ -137,7 +131,7 @@ def splice(
     so it is readable after the trace. ``edit_features`` and ``edit_error`` may change what is
     written back (ablation, clamping, dropping the error to test the reconstruction alone).
     """
-    sources = {place: read_place_of(place, d) for place, d in dictionaries.items()}
+    sources = {place: d.config.reads_at(place) for place, d in dictionaries.items()}
     inputs: dict[str, torch.Tensor] = {}
     spliced: dict[str, SplicedPlace] = {}
     for name in adapter.sort(set(sources) | set(sources.values())):

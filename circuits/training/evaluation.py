@@ -23,42 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from sparse_circuits.circuits.model.activations import collect_activations
-from sparse_circuits.circuits.model.adapters import ModelAdapter
+from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
 from sparse_circuits.circuits.model.splice import check_dictionaries, splice
-from sparse_circuits.dictionaries import Dictionary, DictionaryError
+from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.dictionaries.evaluation import eval_mode, reconstruction_metrics
 
-__all__ = ["downstream_metrics", "evaluate_dictionary", "target_place"]
-
-
-def target_place(dictionary: Dictionary, place: str | None = None) -> str:
-    """The place whose activation the dictionary replaces when spliced in.
-
-    An SAE replaces the place it reads (``place``, or else ``config.place``); a transcoder the
-    place it writes (``config.writes``), whether ``place`` names that or the place it reads.
-    """
-    config = dictionary.config
-    if config.is_transcoder:
-        if not config.place:
-            raise DictionaryError(
-                f"transcoder writing {config.writes} does not say where it reads (config.place)"
-            )
-        if place not in (None, config.place, config.writes):
-            raise DictionaryError(
-                f"transcoder reads {config.place} and writes {config.writes}; "
-                f"it cannot be evaluated at {place}"
-            )
-        return config.writes
-    place = place or config.place
-    if place is None:
-        raise DictionaryError(
-            "the dictionary does not say where it reads (config.place); pass place="
-        )
-    return place
-
-
-def _model_device(model: Any) -> torch.device:
-    return next(model._module.parameters()).device
+__all__ = ["downstream_metrics", "evaluate_dictionary"]
 
 
 def _batches(contexts_NT: torch.Tensor, batch_size: int, desc: str) -> Iterator[torch.Tensor]:
@@ -156,10 +126,10 @@ def downstream_metrics(
     - ``kl``: mean ``KL(clean next-token distribution || spliced one)``;
     - ``n_predictions``: how many predictions were scored.
     """
-    place = target_place(dictionary, place)
+    place = dictionary.config.replaces(place)
     check_dictionaries(adapter, {place: dictionary})
     _check_contexts(contexts_NT, exclude_first)
-    device = _model_device(model)
+    device = model_device(model)
     n_predictions = 0
     nll = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     kl = 0.0
@@ -203,7 +173,7 @@ def _activation_batches(
     exclude_first: int,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(x (N, d_in), y (N, d_out))`` per batch of contexts, first positions left out."""
-    device = _model_device(model)
+    device = model_device(model)
     for ids_BT in _batches(contexts_NT, batch_size, "activations"):
         acts = collect_activations(model, adapter, ids_BT.to(device), sorted({read, write}))
         x_ND = acts[read][:, exclude_first:].flatten(0, 1)
@@ -232,7 +202,7 @@ def evaluate_dictionary(
     ``ce_loss_recovered``, ``kl``, ``n_predictions``; plus ``feature_density``, a ``(d_sae,)``
     tensor, which callers storing the metrics (e.g. in ``config.metrics``) should pop.
     """
-    write = target_place(dictionary, place)
+    write = dictionary.config.replaces(place)
     read = dictionary.config.place if dictionary.config.is_transcoder else write
     check_dictionaries(adapter, {write: dictionary})
     _check_contexts(contexts_NT, exclude_first)

@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import atexit
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
 from sparse_circuits.circuits.model.activations import (
@@ -27,10 +24,12 @@ from sparse_circuits.circuits.model.activations import (
     SharedStream,
     uses_bos,
 )
+from sparse_circuits.circuits.model.adapters import model_device
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.dictionaries.training import DictionaryTrainer, TrainConfig, train_dictionaries
+from sparse_circuits.distributed import init_distributed
 
-__all__ = ["CorpusSplit", "corpus_contexts", "train_on_model", "init_distributed"]
+__all__ = ["CorpusSplit", "corpus_contexts", "train_on_model"]
 
 EVAL_FRACTION = 0.02
 """Share of the corpus's contexts held out for evaluation."""
@@ -58,27 +57,6 @@ def corpus_contexts(
         train=contexts[: len(contexts) - n_eval] if n_eval else contexts,
         eval=contexts[len(contexts) - n_eval :] if n_eval else contexts,
     )
-
-
-def init_distributed(device: str) -> tuple[int, int]:
-    """Join the ``torchrun`` process group when launched by it; ``(rank, world)``. The group
-    is left at exit: a process that ends with a live gloo group can abort in its teardown
-    ("terminate called without an active exception"), failing a run that had finished."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if str(device).startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-        atexit.register(_leave_group)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _leave_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _evaluate_into(model, adapter, dictionary, contexts, out_dir) -> None:
@@ -117,7 +95,7 @@ def train_on_model(
     places = [places] if isinstance(places, str) else list(places)
     if len(places) > 1 and (transcoder_out or resume):
         raise ValueError("several places at once train SAEs only, without --resume")
-    device = next(model._module.parameters()).device
+    device = model_device(model)
     rank, world = init_distributed(str(device))
     split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)
     activation = activation or ActivationConfig(place=places[0], seed=config.seed)

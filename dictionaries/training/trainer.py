@@ -31,6 +31,7 @@ from sparse_circuits.dictionaries.native import CONFIG_FILE, WEIGHTS_FILE
 from sparse_circuits.dictionaries.training.config import TrainConfig, TrainConfigError
 from sparse_circuits.dictionaries.training.objective import OBJECTIVES, Objective, all_reduce_
 from sparse_circuits.dictionaries.training.sources import ActivationSource
+from sparse_circuits.distributed import rank_and_world
 from sparse_circuits.files import atomic_path
 
 __all__ = [
@@ -48,12 +49,6 @@ RUN_FILE = "run.json"
 
 class RunFolderError(ValueError):
     """An output folder that holds something else than what this run would write."""
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _new_dictionary(config: TrainConfig, source: ActivationSource, meta: dict[str, Any]):
@@ -85,7 +80,7 @@ def _device() -> torch.device:
 def _gather(batch_ND: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Every rank's rows, in rank order (the whole global batch), gathered on ``device``;
     itself in one process."""
-    world = _world()[1]
+    world = rank_and_world()[1]
     if world == 1:
         return batch_ND
     local_ND = batch_ND.to(device).contiguous()
@@ -120,7 +115,7 @@ def _prepare_run_folder(
 ):
     """Refuse a folder holding another run (unless resuming it or overwriting); record this
     run. Rank 0 decides and every rank raises the same error."""
-    rank, world = _world()
+    rank, world = rank_and_world()
     problem = ""
     if rank == 0:
         run = {"train": config.to_json(), **meta}
@@ -181,7 +176,7 @@ class DictionaryTrainer:
         overwrite: bool = False,
         device: str | torch.device | None = None,
     ) -> None:
-        self.rank, self.world = _world()
+        self.rank, self.world = rank_and_world()
         if config.batch_size % self.world:
             raise TrainConfigError(
                 f"--batch-size {config.batch_size} must divide by {self.world} ranks"

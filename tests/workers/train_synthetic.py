@@ -11,8 +11,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from sparse_circuits.circuits.training.train import init_distributed  # noqa: E402
 from sparse_circuits.dictionaries.training import TensorSource, TrainConfig, train_dictionary  # noqa: E402
+from sparse_circuits.distributed import init_distributed  # noqa: E402
 from tests.synthetic import synthetic_activations  # noqa: E402
 
 
