@@ -302,15 +302,19 @@ class _SparseEncode(torch.autograd.Function):
     """Encoder with a top-k rule; the backward touches only the kept (token, latent) pairs."""
 
     @staticmethod
-    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch):
+    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
         x_c_ND = x_ND if b_dec_D is None else x_ND - b_dec_D
-        pre_NF = torch.addmm(b_enc_F, x_c_ND, W_enc_DF)
+        cast = (x_c_ND, W_enc_DF, b_enc_F)
+        if compute_dtype != W_enc_DF.dtype:  # e.g. bfloat16 on float32 master weights
+            cast = tuple(t.to(compute_dtype) for t in cast)
+        pre_NF = torch.addmm(cast[2], cast[0], cast[1])
+        del cast
         if batch:
             values_NK, indices_NK = _batch_select(pre_NF, k)
         else:
             values_NK, indices_NK = row_topk(pre_NF, k)
         del pre_NF
-        values_NK = values_NK.clamp_min_(0)
+        values_NK = values_NK.to(W_enc_DF.dtype).clamp_min_(0)
         ctx.mark_non_differentiable(indices_NK)
         ctx.save_for_backward(x_c_ND, W_enc_DF, values_NK, indices_NK)
         ctx.n_latents = W_enc_DF.shape[1]
@@ -319,7 +323,7 @@ class _SparseEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_values_NK, _grad_indices):
         x_c_ND, W_enc_DF, values_NK, indices_NK = ctx.saved_tensors
-        _, need_W_enc, need_b_enc, need_b_dec, _, _ = ctx.needs_input_grad
+        _, need_W_enc, need_b_enc, need_b_dec, _, _, _ = ctx.needs_input_grad
         # d pre at the kept pairs; ReLU passes gradient where the value is positive only.
         grad_NK = grad_values_NK * (values_NK > 0)
         grad_W_enc = grad_b_enc = grad_b_dec = None
@@ -335,7 +339,7 @@ class _SparseEncode(torch.autograd.Function):
                 grad_b_enc = sum_F
             if need_b_dec:  # pre = (x - b_dec) @ W_enc + ...: d b_dec = -W_enc @ sum_n G[n]
                 grad_b_dec = -torch.mv(W_enc_DF, sum_F)
-        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None
+        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -371,7 +375,7 @@ class _SparseDecode(torch.autograd.Function):
         return grad_values, None, grad_W_dec, grad_b_dec
 
 
-def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch):
+def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
     if torch.is_grad_enabled() and x.requires_grad:
         raise ValueError(
             "the sparse encoders give no gradient for x; pass x.detach() "
@@ -382,8 +386,13 @@ def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch):
         raise ValueError(f"x has width {x.shape[-1]}, W_enc expects {d_in}")
     if not 0 < k <= d_sae:
         raise ValueError(f"need 0 < k <= d_sae ({d_sae}), got k={k}")
+    if compute_dtype is not None and not compute_dtype.is_floating_point:
+        raise ValueError(f"compute_dtype must be a floating-point dtype, got {compute_dtype}")
     lead = x.shape[:-1]
-    values, indices = _SparseEncode.apply(x.reshape(-1, d_in), W_enc_DF, b_enc_F, b_dec_D, k, batch)
+    x_ND = x.reshape(-1, d_in).to(W_enc_DF.dtype)
+    values, indices = _SparseEncode.apply(
+        x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype or W_enc_DF.dtype
+    )
     return values.view(*lead, -1), indices.view(*lead, -1)
 
 
@@ -393,6 +402,8 @@ def topk_encode(
     b_enc_F: torch.Tensor,
     b_dec_D: torch.Tensor | None,
     k: int,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TopK codes of ``x_ND`` (``(..., d_in)``): ``values (..., k)``, ``indices (..., k)``.
 
@@ -400,8 +411,14 @@ def topk_encode(
     ``k`` largest pre-activations, in no particular order, through a ReLU (so a value can be 0).
     Differentiable in ``W_enc``, ``b_enc`` and ``b_dec``; ``indices`` (int64) are not, and
     ``x`` gets no gradient. The dense code is ``zeros(d_sae).scatter(-1, indices, values)``.
+
+    ``compute_dtype`` (default ``W_enc``'s) is the dtype of the product and the selection:
+    bfloat16 on float32 master weights is mixed precision, with the operands cast for the
+    product only (its sums accumulate in float32 inside the kernel). ``x`` is cast to ``W_enc``'s
+    dtype; ``values`` come back in it and every gradient in its parameter's dtype, computed
+    from the kept pairs by the float32 kernels.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch=False)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, False, compute_dtype)
 
 
 def batch_topk_encode(
@@ -410,6 +427,8 @@ def batch_topk_encode(
     b_enc_F: torch.Tensor,
     b_dec_D: torch.Tensor | None,
     k: int,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BatchTopK codes: the ``k * n_tokens`` largest pre-activations of the whole batch.
 
@@ -420,8 +439,9 @@ def batch_topk_encode(
     0, which ``sparse_decode`` and every gradient treat as absent (the dense code is
     ``zeros(d_sae).scatter_add(-1, indices, values)``: ``scatter`` could let a padding 0
     overwrite a kept latent 0). Finding ``k_max`` reads one number back from the device.
+    ``compute_dtype`` as in ``topk_encode``.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch=True)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, True, compute_dtype)
 
 
 def sparse_decode(
@@ -434,12 +454,14 @@ def sparse_decode(
 
     Takes the codes of ``topk_encode`` or ``batch_topk_encode``. Differentiable in ``values``,
     ``W_dec`` and ``b_dec`` at ``O(N k d_out)`` cost (plus writing the dense ``W_dec``
-    gradient); ``b_dec=None`` adds no bias.
+    gradient); ``b_dec=None`` adds no bias. Computes in ``W_dec``'s dtype (``values`` are cast
+    to it): each output is a sum of only ``k`` rows, so float32 master weights cost little here.
     """
     lead = values_NK.shape[:-1]
     if indices_NK.shape != values_NK.shape:
         raise ValueError(f"values {tuple(values_NK.shape)} != indices {tuple(indices_NK.shape)}")
     k = values_NK.shape[-1]
+    values_NK = values_NK.to(W_dec_FD.dtype)
     x_hat = _SparseDecode.apply(
         values_NK.reshape(-1, k), indices_NK.reshape(-1, k), W_dec_FD, b_dec_D
     )
