@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sparse_circuits.circuits.model.places import spaced_layers
+from sparse_circuits.precision import PRECISIONS
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -72,6 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         auxk_alpha=0.0 if args.no_auxk else 1 / 32,
         dead_after_tokens=args.dead_after_tokens,
+        precision=args.precision,
     )
     model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
     places = [p for pattern in args.submodule.split(",") for p in _expand(adapter, pattern)]
@@ -510,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-tokens", type=int, default=16_384, help="held-out evaluation")
     train.add_argument("--checkpoint-every", type=int, default=500, help="steps; 0 = never")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="dictionary arithmetic: auto is bfloat16 (float32 master weights) on CPUs with "
+        "AMX or AVX512-BF16 and on CUDA sm_80+, float32 elsewhere",
+    )
     train.add_argument(
         "--save-dtype", default="float32", choices=["float32", "bfloat16", "float16"]
     )

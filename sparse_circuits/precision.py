@@ -12,6 +12,8 @@ Under bfloat16 the large products run in bfloat16 and accumulate in float32 insi
 (oneDNN's AVX512-BF16/AMX kernels on the CPU, tensor cores on CUDA: a product's sum never
 rounds to bfloat16 before its end, see ``tests/test_precision.py``); long sums, losses,
 optimiser state and master weights stay in float32 (``accumulate_dtype``).
+
+torch is imported only where it is used: the CLI reads ``PRECISIONS`` for its ``--help``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import torch
-
-from sparse_circuits.distributed import rank_and_world
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PRECISIONS",
@@ -37,6 +38,7 @@ __all__ = [
 
 Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+Compute = Literal["float32", "bfloat16"]
 
 CPUINFO = Path("/proc/cpuinfo")
 """Where the CPU's feature flags are read (Linux)."""
@@ -56,35 +58,37 @@ class ResolvedPrecision:
 
     asked: Precision
     """The setting it was resolved from."""
-    compute_dtype: torch.dtype
-    """Dtype of the large products (float32 or bfloat16)."""
+    name: Compute
+    """Precision of the large products: ``float32`` or ``bfloat16``."""
     reason: str
-    """Why, e.g. ``"bfloat16: CPU has AVX512-BF16"``."""
-    accumulate_dtype: torch.dtype = torch.float32
-    """Dtype of long sums, losses, optimiser state and master weights: always float32."""
+    """Why, e.g. ``"bfloat16: CPU has AVX512-BF16 (auto)"``."""
 
     def __post_init__(self) -> None:
-        if self.compute_dtype not in (torch.float32, torch.bfloat16):
-            raise PrecisionError(
-                f"compute dtype must be float32 or bfloat16, got {self.compute_dtype}"
-            )
-        if self.accumulate_dtype != torch.float32:
-            raise PrecisionError(f"accumulate dtype must be float32, got {self.accumulate_dtype}")
+        if self.name not in get_args(Compute):
+            raise PrecisionError(f"compute dtype must be float32 or bfloat16, got {self.name!r}")
 
     @property
-    def name(self) -> str:
-        """``"float32"`` or ``"bfloat16"``."""
-        return str(self.compute_dtype).removeprefix("torch.")
+    def compute_dtype(self) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self.name)
+
+    @property
+    def accumulate_dtype(self) -> torch.dtype:
+        """Dtype of long sums, losses, optimiser state and master weights: always float32."""
+        import torch
+
+        return torch.float32
 
     @property
     def is_bfloat16(self) -> bool:
-        return self.compute_dtype == torch.bfloat16
+        return self.name == "bfloat16"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "asked": self.asked,
             "compute_dtype": self.name,
-            "accumulate_dtype": str(self.accumulate_dtype).removeprefix("torch."),
+            "accumulate_dtype": "float32",
             "reason": self.reason,
         }
 
@@ -102,20 +106,22 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _hardware_choice(device: torch.device) -> tuple[torch.dtype, str]:
+def _hardware_choice(device: torch.device) -> tuple[Compute, str]:
     """What ``auto`` picks on ``device``, with the reason."""
+    import torch
+
     if device.type == "cpu":
         found = [name for flag, name in CPU_BF16_FLAGS.items() if flag in cpu_flags()]
         if found:
-            return torch.bfloat16, f"bfloat16: CPU has {' and '.join(found)}"
-        return torch.float32, "float32: CPU has neither AMX nor AVX512-BF16"
+            return "bfloat16", f"bfloat16: CPU has {' and '.join(found)}"
+        return "float32", "float32: CPU has neither AMX nor AVX512-BF16"
     if device.type == "cuda":
         capability = torch.cuda.get_device_capability(device)
         sm = f"{device} (sm_{capability[0]}{capability[1]})"
         if capability >= CUDA_BF16_CAPABILITY:
-            return torch.bfloat16, f"bfloat16: {sm} has bfloat16 tensor cores"
-        return torch.float32, f"float32: {sm} has no bfloat16 tensor cores"
-    return torch.float32, f"float32: no known bfloat16 support on {device.type} devices"
+            return "bfloat16", f"bfloat16: {sm} has bfloat16 tensor cores"
+        return "float32", f"float32: {sm} has no bfloat16 tensor cores"
+    return "float32", f"float32: no known bfloat16 support on {device.type} devices"
 
 
 def resolve_precision(
@@ -123,17 +129,19 @@ def resolve_precision(
 ) -> ResolvedPrecision:
     """The precision ``precision`` means on ``device``; an explicit ``float32`` or ``bfloat16``
     is taken as asked (the reason says when the hardware has no fast bfloat16)."""
+    import torch
+
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
     if precision == "auto":
-        dtype, reason = _hardware_choice(device)
-        return ResolvedPrecision("auto", dtype, f"{reason} (auto)")
+        name, reason = _hardware_choice(device)
+        return ResolvedPrecision("auto", name, f"{reason} (auto)")
     if precision == "float32":
-        return ResolvedPrecision("float32", torch.float32, "float32: asked for")
+        return ResolvedPrecision("float32", "float32", "float32: asked for")
     fast, why = _hardware_choice(device)
-    note = "" if fast == torch.bfloat16 else f"; slow here, {why.removeprefix('float32: ')}"
-    return ResolvedPrecision("bfloat16", torch.bfloat16, f"bfloat16: asked for{note}")
+    note = "" if fast == "bfloat16" else f"; slow here, {why.removeprefix('float32: ')}"
+    return ResolvedPrecision("bfloat16", "bfloat16", f"bfloat16: asked for{note}")
 
 
 _announced: set[str] = set()
@@ -143,6 +151,8 @@ _announced: set[str] = set()
 def announce_precision(resolved: ResolvedPrecision) -> None:
     """One line on stderr, ``sparse-circuits: precision bfloat16: CPU has AMX (auto)``, the
     first time this process (rank 0 of a data-parallel run) resolves to it."""
+    from sparse_circuits.distributed import rank_and_world
+
     if resolved.reason in _announced or rank_and_world()[0] != 0:
         return
     _announced.add(resolved.reason)

@@ -101,8 +101,10 @@ def test_other_devices_and_bad_settings():
         PrecisionError, match="precision must be one of auto, float32, bfloat16, got 'fp16'"
     ):
         resolve_precision("fp16", "cpu")
-    with pytest.raises(PrecisionError, match="compute dtype must be float32 or bfloat16"):
-        ResolvedPrecision("auto", torch.float16, "?")
+    with pytest.raises(
+        PrecisionError, match="compute dtype must be float32 or bfloat16, got 'float16'"
+    ):
+        ResolvedPrecision("auto", "float16", "?")
     with pytest.raises(
         TrainConfigError, match="--precision must be one of auto, float32, bfloat16"
     ):
@@ -111,7 +113,7 @@ def test_other_devices_and_bad_settings():
 
 def test_the_choice_is_recorded_and_announced_once(capsys, monkeypatch):
     monkeypatch.setattr(precision, "_announced", set())
-    resolved = ResolvedPrecision("auto", torch.bfloat16, "bfloat16: CPU has AMX (auto)")
+    resolved = ResolvedPrecision("auto", "bfloat16", "bfloat16: CPU has AMX (auto)")
     assert resolved.to_json() == {
         "asked": "auto",
         "compute_dtype": "bfloat16",

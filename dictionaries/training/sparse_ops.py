@@ -12,8 +12,9 @@ tensor besides the encoder's pre-activations:
 
 Costs per step, for ``N`` tokens, ``d_in = d_out = D`` and ``d_sae = F``:
 
-- encoder forward: the dense ``N x D x F`` product, then the top-k selection (on the CPU a
-  block-wise selection, see ``row_topk``, that reads the pre-activations about once);
+- encoder forward: the dense ``N x D x F`` product and the top-k selection, on the CPU by
+  slices of 512 tokens whose pre-activations are selected while in cache (``_product_topk``;
+  a block-wise selection, see ``row_topk``, that reads them about once);
 - encoder backward: ``dW_enc = x_c^T @ G`` with ``G`` the ``(N, F)`` gradient of the
   pre-activations, which has only ``N * k`` non-zeros: ``O(N k D)``, plus ``O(F D)`` to write
   the dense ``dW_enc``; ``db_enc`` and ``db_dec = -W_enc @ db_enc`` are ``O(N k + F D)``;
@@ -23,7 +24,8 @@ Costs per step, for ``N`` tokens, ``d_in = d_out = D`` and ``d_sae = F``:
 The scatters (``sum over pairs of weight * row`` into ``F`` rows) and the decoder's gradient
 for ``values`` (a dot product per pair) run on the CPU as sparse CSR kernels over the pairs
 sorted by latent: MKL's CSR x dense product and ``torch.sparse.sampled_addmm``, in float32 or
-float64 (bfloat16 is computed in float32 by blocks of latents: MKL has no bfloat16). Measured
+float64 (bfloat16 is computed in float32 by blocks of latents: MKL has no bfloat16, see
+below). Measured
 on 2 cores at N 4096, D 576, F 16384, k 32, for one ``(F, D)`` scatter: ``index_add_`` by
 chunks 43 ms, ``torch.sparse.mm`` on COO 25-36 ms, ``embedding_bag``'s own backward 20-230 ms,
 ``torch.mm`` on CSR 11 ms, the bare MKL call (``addmm`` into its own output) 3 ms; for the
@@ -34,6 +36,20 @@ which CUDA has in float32 and bfloat16.
 
 Training step, same shapes, float32 with Adam (``benchmarks/train_throughput.py``): about
 0.85x the tokens/s of the bare ``x @ W_enc``, against 0.16x for dense autograd.
+
+bfloat16. With ``compute_dtype=torch.bfloat16`` on float32 master weights (mixed-precision
+training, ``benchmarks/precision.py``) only the encoder product and its selection run in
+bfloat16, where oneDNN's AVX512-BF16/AMX kernels accumulate in float32; everything after
+touches ``N * k`` pairs and runs in float32 on the master weights, so the gradients come out
+in float32 with no conversion of an ``(F, D)`` matrix. The pair kernels do ``O(N k D)`` work
+on memory they read about once, which bfloat16 dot products do not speed up; measured for
+bfloat16 operands, medians on 1 core of a loaded machine (ms): ``pair_dots`` float32 CSR on a
+float32 ``W_dec`` 139, bfloat16 ``W_dec`` converted by blocks 169, converted whole 196,
+gathered rows + ``bmm`` in bfloat16 (oneDNN) 369, the dense bfloat16 product then a gather
+about 10x the CSR; an ``(F, D)`` scatter: float32 CSR 230, bfloat16 by blocks 152, converted
+whole 230, ``index_add_`` in bfloat16 594; transposed 261, 250, 287, 812. So bfloat16
+operands take the float32 CSR kernels by blocks of latents (their bfloat16 path), and mixed
+precision keeps them off it.
 
 ``x`` is data: the ops give no gradient for it (they refuse an ``x`` that needs one).
 """
@@ -275,6 +291,32 @@ def pair_dots(
     return out_NK
 
 
+def _product_topk(
+    b_F: torch.Tensor, x_ND: torch.Tensor, W_DF: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``row_topk(b + x @ W, k)``; on the CPU by slices of ``_TOPK_ROWS`` tokens.
+
+    Each slice's pre-activations are selected while they are still in cache, and one
+    slice-sized buffer serves every slice: a fresh ``(N, F)`` product, the step's largest
+    temporary, would come from the system and page-fault in at every step. Measured on 1 core
+    of a loaded machine at N 4096, D 576, F 16384: 2.04 s in bfloat16 against 2.36 s for the
+    whole product then ``row_topk``, and 2.03 s for the bare product ``x @ W``; float32 4.66
+    against 5.33 s. GPUs take the product whole.
+    """
+    n = x_ND.shape[0]
+    rows = _TOPK_ROWS if x_ND.device.type == "cpu" else n
+    if n <= rows:
+        return row_topk(torch.addmm(b_F, x_ND, W_DF), k)
+    values_NK = x_ND.new_empty(n, k)
+    indices_NK = torch.empty(n, k, dtype=torch.int64, device=x_ND.device)
+    buffer_RF = x_ND.new_empty(rows, W_DF.shape[1])
+    for start in range(0, n, rows):
+        part = slice(start, start + rows)
+        pre_RF = torch.addmm(b_F, x_ND[part], W_DF, out=buffer_RF[: min(rows, n - start)])
+        values_NK[part], indices_NK[part] = row_topk(pre_RF, k)
+    return values_NK, indices_NK
+
+
 def _batch_select(pre_NF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k * N`` largest entries of the batch, as ``(N, k_max)`` values and indices.
 
@@ -304,16 +346,14 @@ class _SparseEncode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
         x_c_ND = x_ND if b_dec_D is None else x_ND - b_dec_D
-        cast = (x_c_ND, W_enc_DF, b_enc_F)
+        operands = (b_enc_F, x_c_ND, W_enc_DF)
         if compute_dtype != W_enc_DF.dtype:  # e.g. bfloat16 on float32 master weights
-            cast = tuple(t.to(compute_dtype) for t in cast)
-        pre_NF = torch.addmm(cast[2], cast[0], cast[1])
-        del cast
+            operands = tuple(t.to(compute_dtype) for t in operands)
         if batch:
-            values_NK, indices_NK = _batch_select(pre_NF, k)
+            values_NK, indices_NK = _batch_select(torch.addmm(*operands), k)
         else:
-            values_NK, indices_NK = row_topk(pre_NF, k)
-        del pre_NF
+            values_NK, indices_NK = _product_topk(*operands, k)
+        del operands
         values_NK = values_NK.to(W_enc_DF.dtype).clamp_min_(0)
         ctx.mark_non_differentiable(indices_NK)
         ctx.save_for_backward(x_c_ND, W_enc_DF, values_NK, indices_NK)
