@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import Aggregation, NodeEffects
-from sparse_circuits.circuits.model.runner import PlaceValues, Runner
+from sparse_circuits.circuits.model.runner import BatchCache, PlaceValues, Runner
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
@@ -68,10 +68,19 @@ def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
     return summed.sum(0) if aggregation == "sum" else summed
 
 
-def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
+class BatchEffects(NamedTuple):
+    """One batch's node effects, per place ``(B, T, F)`` features and ``(B, T)`` error, and
+    the clean run's total gradients ``dm/d(output)`` per place when the method computed them
+    (``attrib``; the edge pass reuses them)."""
+
+    effects: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    totals: dict[str, torch.Tensor] | None = None
+
+
+def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
     leaves = [t for sp in clean.places.values() for t in (sp.features, sp.error)]
     grads = torch.autograd.grad(clean.metric.sum(), leaves)
-    effects = {}
+    effects, totals = {}, {}
     for i, place in enumerate(clean.places):
         v: PlaceValues = values[place]
         grad_f, grad_e = grads[2 * i], grads[2 * i + 1]
@@ -79,7 +88,9 @@ def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> 
             v.delta_features * grad_f,
             (v.delta_error * grad_e).sum(-1),
         )
-    return effects
+        # a spliced place writes decode(f) + error: the error's gradient is the output's
+        totals[place] = grad_e.detach().float().cpu()
+    return BatchEffects(effects, totals)
 
 
 def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, steps: int):
@@ -108,11 +119,10 @@ def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, st
     return v.delta_features * mean_grad_f, (v.delta_error * mean_grad_e).sum(-1)
 
 
-def _ig_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
-    return {
-        place: _ig_place(runner, batch, place, values[place], config.steps)
-        for place in runner.places
-    }
+def _ig_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
+    return BatchEffects(
+        {place: _ig_place(runner, batch, place, values[place], config.steps) for place in values}
+    )
 
 
 def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, config):
@@ -163,11 +173,13 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
     return effect_f, effect_e
 
 
-def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
-    return {
-        place: _exact_place(runner, batch, place, values[place], clean.metric, config)
-        for place in runner.places
-    }
+def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
+    return BatchEffects(
+        {
+            place: _exact_place(runner, batch, place, values[place], clean.metric, config)
+            for place in values
+        }
+    )
 
 
 METHODS = {"attrib": _attrib_batch, "ig": _ig_batch, "exact": _exact_batch}
@@ -181,9 +193,13 @@ def node_effects(
     *,
     metric: Metric | None = None,
     config: AttributionConfig | None = None,
+    cache: list[BatchCache] | None = None,
     progress: bool = True,
 ) -> NodeEffects:
-    """Effects of every feature and error node at every place with a dictionary."""
+    """Effects of every feature and error node at every place with a dictionary.
+
+    ``cache``, a list, receives one ``BatchCache`` per batch of ``config.batch_size``
+    examples, for ``edge_effects(..., cache=...)`` on the same batches."""
     config = config or AttributionConfig()
     runner = Runner(model, adapter, dictionaries, metric or LogitDiff())
     features: dict[str, torch.Tensor] = {}
@@ -193,8 +209,11 @@ def node_effects(
     chunks = [piece for batch in batches for piece in batch.split(config.batch_size)]
     for batch in tqdm(chunks, desc=f"nodes ({config.method})", disable=not progress):
         clean, patch, values = runner.clean_and_patch(batch, grad=config.method == "attrib")
-        effects = METHODS[config.method](runner, batch, clean, values, config)
-        for place, (effect_f, effect_e) in effects.items():
+        result = METHODS[config.method](runner, batch, clean, values, config)
+        if cache is not None:
+            stored = {place: v.stored() for place, v in values.items()}
+            cache.append(BatchCache(stored, result.totals))
+        for place, (effect_f, effect_e) in result.effects.items():
             f_sum = _reduce(effect_f.detach().float().cpu(), config.aggregation)
             e_sum = _reduce(effect_e.detach().float().cpu(), config.aggregation)
             act = _reduce(values[place].clean_features.float().cpu(), config.aggregation)

@@ -23,6 +23,7 @@ from sparse_circuits.circuits.discovery.edges import edge_effects
 from sparse_circuits.circuits.discovery.graph import build_circuit
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
+from sparse_circuits.circuits.model.runner import BatchCache
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["DiscoverConfig", "discover_circuit", "load_prompt_batches"]
@@ -74,9 +75,11 @@ def discover_circuit(
     """The circuit graph and the node effects it was selected from."""
     metric = metric or LogitDiff()
     attribution = config.attribution
+    cache: list[BatchCache] = []  # the node pass's values and gradients feed the edge pass
     effects = node_effects(
-        model, adapter, dictionaries, batches, metric=metric, config=attribution, progress=progress
-    )
+        model, adapter, dictionaries, batches,
+        metric=metric, config=attribution, cache=cache, progress=progress,
+    )  # fmt: skip
     selection = select_nodes(effects, threshold=config.node_threshold, top_k=config.top_k)
     edges = edge_effects(
         model,
@@ -87,6 +90,7 @@ def discover_circuit(
         metric=metric,
         aggregation=attribution.aggregation,
         batch_size=attribution.batch_size,
+        cache=cache,
         progress=progress,
     )
     recorded = {
