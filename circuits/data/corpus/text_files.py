@@ -20,11 +20,13 @@ def _nonempty(documents: list[str], path: Path) -> list[str]:
 
 
 def read_plain_documents(path: Path) -> list[str]:
+    """The documents of a plain-text file, each stripped of surrounding whitespace."""
     text = read_utf8(path, CorpusError)
     pieces = re.split(r"\n[ \t\f\v\r]*\n", text)
     return _nonempty([piece.strip() for piece in pieces if piece.strip()], path)
 
 
 def read_jsonl_documents(path: Path) -> list[str]:
+    """The ``text`` fields of a JSONL file, as they are."""
     texts = (text for _, text in jsonl_strings(path, ("text",), CorpusError, what="corpus"))
     return _nonempty([text for text in texts if text.strip()], path)
