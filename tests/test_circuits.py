@@ -1,4 +1,5 @@
-"""Circuit graphs, their files, and faithfulness by ablation against hand-made runs."""
+"""Circuit graphs, their files, and the faithfulness of the full and the empty circuit
+(ablations against hand-made runs: test_ablation.py)."""
 
 import pytest
 import torch
@@ -17,8 +18,8 @@ from sparse_circuits.circuits.discovery.graph import (
 from sparse_circuits.circuits.discovery.nodes import NodeSelection, select_nodes
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES, capture
-from .test_edges import PLACES, run_frozen
+from .test_attribution import EXAMPLES
+from .test_edges import PLACES
 
 
 @pytest.fixture(scope="module")
@@ -95,36 +96,3 @@ def test_full_and_empty_circuits(setup):
     assert full.completeness == pytest.approx(0.0, abs=1e-5)
     assert empty.faithfulness == pytest.approx(0.0, abs=1e-5)
     assert empty.completeness == pytest.approx(1.0, abs=1e-5)
-
-
-def test_mean_ablation_matches_a_hand_made_run(setup):
-    model, adapter, dictionaries, batch, effects = setup
-    selection = select_nodes(effects, top_k=8)
-    (score,) = score_selection(model, adapter, dictionaries, [batch], [selection], progress=False)
-    # by hand: every place outputs decode(kept features + clean mean elsewhere) + error
-    clean = {p: capture(model, adapter, batch.clean_ids, p, dictionaries[p]) for p in PLACES}
-    handles = []
-    for place in PLACES:
-        site, d = adapter.site(place), dictionaries[place]
-
-        def hook(module, inputs, output, place=place, site=site, d=d):
-            x = output if site.index is None else output[site.index]
-            f = d.encode(x)
-            e = x - d.decode(f)
-            keep_f = selection.features[place]
-            f_mean, e_mean = (t.mean(0, keepdim=True) for t in clean[place])
-            f_new = torch.where(keep_f, f, f_mean)
-            e_new = e if bool(selection.errors[place]) else e_mean.expand_as(e)
-            value = d.decode(f_new) + e_new
-            return value if site.index is None else (value, *output[1:])
-
-        handles.append(adapter.module(place).register_forward_hook(hook))
-    with torch.no_grad():
-        logits = model._module(batch.clean_ids).logits[:, -1]
-    for handle in handles:
-        handle.remove()
-    rows = torch.arange(len(batch))
-    m_circuit = (logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]).mean()
-    assert score.m_circuit == pytest.approx(m_circuit.item(), abs=1e-4)
-    _, m_full = run_frozen(model, adapter, batch, {})
-    assert score.m_full == pytest.approx(m_full.mean().item(), abs=1e-4)
