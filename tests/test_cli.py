@@ -9,7 +9,7 @@ from sparse_circuits.circuits.discovery.graph import load_circuit
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES
+from .reference import EXAMPLES
 
 
 @pytest.fixture(scope="module")
