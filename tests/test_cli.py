@@ -45,7 +45,7 @@ def run(capsys, *argv):
 
 
 def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):  # the exit code
         main(["--help"])
     out = capsys.readouterr().out
     for name in ("info", "train", "eval-dict", "discover", "evaluate", "export"):
