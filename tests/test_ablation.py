@@ -15,8 +15,7 @@ from sparse_circuits.circuits.discovery.nodes import NodeSelection, select_nodes
 from sparse_circuits.circuits.model.ablation import PositionMean, ablation_values, derangement
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES, capture
-from .test_edges import PLACES, run_frozen
+from .reference import EXAMPLES, PLACES, capture, run_frozen
 
 D_SAE = 24
 

@@ -9,7 +9,7 @@ from sparse_circuits.circuits.discovery.graph import load_circuit
 from sparse_circuits.cli import main
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES
+from .reference import EXAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def run(capsys, *argv):
 
 
 def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^0$"):  # the exit code
         main(["--help"])
     out = capsys.readouterr().out
     for name in ("info", "train", "eval-dict", "discover", "evaluate", "export"):

@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import shutil
 import struct
 import time
@@ -197,7 +198,8 @@ def test_jsonl_documents_are_the_text_fields(tmp_path):
 
 
 def _error(source):
-    with pytest.raises(CorpusError) as caught:
+    """The one-line message of reading ``source``; it starts by naming the source."""
+    with pytest.raises(CorpusError, match=f"^{re.escape(str(source))}:") as caught:
         read_documents(source)
     message = str(caught.value)
     assert "\n" not in message
@@ -337,7 +339,7 @@ def test_without_apt_the_debian_sources_are_skipped_with_a_warning(tmp_path, mon
     monkeypatch.setenv("SPARSE_CIRCUITS_CACHE", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
     monkeypatch.setattr(embedded, "_UNAVAILABLE", {})
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UserWarning, match="^embedded corpus: skipping source ") as caught:
         documents = read_documents("embedded")
     assert [str(warning.message) for warning in caught] == [
         "embedded corpus: skipping source 'fortunes' (Debian fortunes and fortunes-min): "

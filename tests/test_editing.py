@@ -18,6 +18,7 @@ from sparse_circuits.editing.interventions import (
 from sparse_circuits.editing.steering import feature_vector, features_vector, steered_generations
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
+from .reference import hooked_run
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +30,14 @@ def setup():
 
 
 def activation_and_logits(model, adapter, ids, place="resid.1"):
-    store = {}
-    site = adapter.site(place)
-
-    def hook(module, inputs, output):
-        store["x"] = output if site.index is None else output[site.index]
-
-    handle = adapter.module(place).register_forward_hook(hook)
     with torch.no_grad():
-        logits = model._module(ids).logits
-    handle.remove()
-    return store["x"], logits
+        computed, logits = hooked_run(model, adapter, ids, read=[place])
+    return computed[place], logits
 
 
 def logits_with(model, adapter, ids, value, place="resid.1"):
-    handle = adapter.module(place).register_forward_hook(lambda m, i, o: value)
     with torch.no_grad():
-        logits = model._module(ids).logits
-    handle.remove()
-    return logits
+        return hooked_run(model, adapter, ids, replace={place: lambda _: value})[1]
 
 
 def test_zero_ablation_removes_the_decoder_contribution(setup):

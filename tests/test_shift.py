@@ -200,15 +200,15 @@ def test_auroc_p_value_by_hand():
 
 
 def test_config_is_validated():
-    for bad in (
-        {"attribution_share": 0.0},
-        {"candidates": 0},
-        {"judge_alpha": 0.0},
-        {"judge_threshold": 1.5},
-        {"first_position": -1},
-        {"attribution_examples": 1},
+    for bad, message in (
+        ({"attribution_share": 0.0}, r"^attribution_share must be in \(0, 1\], not 0.0$"),
+        ({"candidates": 0}, "^candidates must be positive, not 0$"),
+        ({"judge_alpha": 0.0}, r"^judge_alpha must be in \(0, 1\], not 0.0$"),
+        ({"judge_threshold": 1.5}, r"^judge_threshold must be in \[0, 1\], not 1.5$"),
+        ({"first_position": -1}, "^first_position must be >= 0, not -1$"),
+        ({"attribution_examples": 1}, r"^attribution_examples must be at least 2 \(one of"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             ShiftConfig(place="resid.1", **bad)
 
 
@@ -366,7 +366,7 @@ def test_cli_shift_refuses_bad_options_at_once(cli_files, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
         assert not (tmp_path / "x").exists()
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit, match="^2$") as exit_:
         main([*base, "--candidates", "3", "--attribution-share", "0.5", *ablate_out])
     assert exit_.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
