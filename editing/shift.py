@@ -375,27 +375,37 @@ class NoSpuriousFeature(ValueError):
 
 
 def check_ablation_list(
-    adapter: Any, dictionaries: Mapping[str, Dictionary], place: str, refs: Sequence[FeatureRef]
+    adapter: Any,
+    dictionaries: Mapping[str, Dictionary],
+    place: str,
+    refs: Sequence[FeatureRef],
+    *,
+    source: str | Path | None = None,
 ) -> None:
     """Raise ``ValueError`` unless ``refs`` is non-empty and names each of its features once, of
-    a dictionary at or before the probe's ``place``."""
+    a dictionary at or before the probe's ``place``; the message starts with ``source`` (the
+    file the list was read from) when given."""
+
+    def refuse(problem: str) -> ValueError:
+        return ValueError(problem if source is None else f"{source}: {problem}")
+
     if not refs:
-        raise ValueError("the ablation list is empty")
+        raise refuse("the ablation list is empty")
     probe_order = adapter.parse(place).order
     seen: set[FeatureRef] = set()
     for at, feature in refs:
         name = f"{at}:{feature}"
         if at not in dictionaries:
-            raise ValueError(f"cannot ablate {name}: no dictionary for {at}")
+            raise refuse(f"cannot ablate {name}: no dictionary for {at}")
         if adapter.parse(at).order > probe_order:
-            raise ValueError(f"cannot ablate {name}: {at} comes after the probe place {place}")
+            raise refuse(f"cannot ablate {name}: {at} comes after the probe place {place}")
         if not 0 <= feature < dictionaries[at].d_sae:
-            raise ValueError(
+            raise refuse(
                 f"cannot ablate {name}: feature {feature} is beyond the dictionary at {at} "
                 f"(d_sae = {dictionaries[at].d_sae})"
             )
         if (at, feature) in seen:
-            raise ValueError(f"{name} is listed twice in the ablation list")
+            raise refuse(f"{name} is listed twice in the ablation list")
         seen.add((at, feature))
 
 
@@ -431,17 +441,19 @@ def run_shift(
     *,
     concept: list[dict] | None = None,
     ablate: list[FeatureRef] | None = None,
+    ablation_source: str | Path | None = None,
     retrain: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The SHIFT table: ``{"methods": {name: {task_acc, spurious_acc, worst_group_acc, ...,
     "ablated": [...]}}, "candidates": [...], "settings": {...}}``. The ablation list and the
-    dictionaries are checked before any model pass; ``NoSpuriousFeature`` (carrying the
-    candidates) when the judge marks none."""
+    dictionaries are checked before any model pass (errors in the list name
+    ``ablation_source``, the file it was read from, when given); ``NoSpuriousFeature``
+    (carrying the candidates) when the judge marks none."""
     if (concept is None) == (ablate is None):
         raise ValueError("choose features by exactly one of a concept set (--auto) or a list")
     if ablate is not None:
-        check_ablation_list(adapter, dictionaries, config.place, ablate)
+        check_ablation_list(adapter, dictionaries, config.place, ablate, source=ablation_source)
     dictionaries = _dictionaries_up_to(adapter, dictionaries, config.place)
     rng = random.Random(config.seed)
     oracle_train, evaluation = _halves(test, rng)

@@ -168,6 +168,12 @@ def test_ablation_list_is_checked_before_any_model_pass(setup):
     ):
         with pytest.raises(ValueError, match=message):
             run_shift(None, adapter, dictionaries, data, data, config, ablate=ablate)
+        with pytest.raises(ValueError) as error:  # the file it was read from, named first
+            run_shift(
+                None, adapter, dictionaries, data, data, config,
+                ablate=ablate, ablation_source="lists/ablate.txt",
+            )  # fmt: skip
+        assert str(error.value).startswith("lists/ablate.txt: ") and message in str(error.value)
 
 
 def transcoder(layer: int):
