@@ -48,6 +48,7 @@ from sparse_circuits.editing.probe import (
     pooled_activations_at,
     train_probe,
 )
+from sparse_circuits.errors import ConfigError
 
 __all__ = [
     "FeatureRef",
@@ -101,26 +102,31 @@ class ShiftConfig:
     """Corpus tokens scanned for each candidate's top activating contexts, recorded with it
     so that a person can judge it (0: none)."""
     label_corpus: str = "embedded"
+    """Corpus the top contexts come from (``circuits.data.corpus.read_documents``)."""
     probe_epochs: int = 300
+    """Full-batch Adam steps of each probe's training (``train_probe``)."""
     probe_weight_decay: float = 1e-2
+    """L2 penalty of the probes, on their standardised weights."""
     batch_size: int = 16
+    """Texts per forward pass."""
     seed: int = 0
+    """Seeds the probes, the split of the balanced set and the random baseline."""
 
     def __post_init__(self) -> None:
         if not 0 < self.attribution_share <= 1:
-            raise ValueError(f"attribution_share must be in (0, 1], not {self.attribution_share}")
+            raise ConfigError(f"attribution_share must be in (0, 1], not {self.attribution_share}")
         if self.candidates is not None and self.candidates < 1:
-            raise ValueError(f"candidates must be positive, not {self.candidates}")
+            raise ConfigError(f"candidates must be positive, not {self.candidates}")
         if self.attribution_examples is not None and self.attribution_examples < 2:
-            raise ValueError("attribution_examples must be at least 2 (one of each label)")
+            raise ConfigError("attribution_examples must be at least 2 (one of each label)")
         if not 0 < self.judge_alpha <= 1:
-            raise ValueError(f"judge_alpha must be in (0, 1], not {self.judge_alpha}")
+            raise ConfigError(f"judge_alpha must be in (0, 1], not {self.judge_alpha}")
         if not 0 <= self.judge_threshold <= 1:
-            raise ValueError(f"judge_threshold must be in [0, 1], not {self.judge_threshold}")
+            raise ConfigError(f"judge_threshold must be in [0, 1], not {self.judge_threshold}")
         if self.label_tokens < 0:
-            raise ValueError(f"label_tokens must be >= 0, not {self.label_tokens}")
+            raise ConfigError(f"label_tokens must be >= 0, not {self.label_tokens}")
         if self.first_position < 0:
-            raise ValueError(f"first_position must be >= 0, not {self.first_position}")
+            raise ConfigError(f"first_position must be >= 0, not {self.first_position}")
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:

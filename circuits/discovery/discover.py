@@ -26,6 +26,7 @@ from sparse_circuits.circuits.discovery.graph import build_circuit, save_circuit
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
 from sparse_circuits.files import require_folder
 
 __all__ = [
@@ -40,7 +41,10 @@ __all__ = [
 
 @dataclass
 class DiscoverConfig:
+    """How ``discover_circuit`` scores, selects and labels nodes and edges."""
+
     attribution: AttributionConfig
+    """How node effects are computed (edges use its aggregation and batch size)."""
     node_threshold: float | None = 0.1
     """Keep nodes with |effect| at least this (in units of the metric)."""
     top_k: int | None = None
@@ -50,16 +54,21 @@ class DiscoverConfig:
     label_tokens: int = 0
     """Corpus tokens scanned for top activating contexts of each feature node (0: none)."""
     label_corpus: str = "embedded"
+    """Corpus the labels come from (``circuits.data.corpus.read_documents``)."""
 
     def __post_init__(self) -> None:
         if self.top_k is not None:
+            if self.top_k < 1:
+                raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
             self.node_threshold = None
         elif self.node_threshold is None:
-            raise ValueError("select nodes with --node-threshold or --top-k")
+            raise ConfigError("select nodes with node_threshold or top_k")
         if self.node_threshold is not None and self.node_threshold < 0:
-            raise ValueError(f"--node-threshold must be >= 0, got {self.node_threshold}")
+            raise ConfigError(f"node_threshold must be >= 0, got {self.node_threshold}")
         if self.edge_threshold < 0:
-            raise ValueError(f"--edge-threshold must be >= 0, got {self.edge_threshold}")
+            raise ConfigError(f"edge_threshold must be >= 0, got {self.edge_threshold}")
+        if self.label_tokens < 0:
+            raise ConfigError(f"label_tokens must be >= 0, got {self.label_tokens}")
 
 
 def load_prompt_batches(
