@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -33,14 +33,17 @@ from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import Aggregation, NodeEffects
 from sparse_circuits.circuits.model.runner import BatchCache, PlaceValues, Runner
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
 
-__all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
+__all__ = ["METHODS", "AttributionConfig", "NodeEffects", "node_effects"]
 
 Method = Literal["attrib", "ig", "exact"]
 
 
 @dataclass
 class AttributionConfig:
+    """How ``node_effects`` scores nodes."""
+
     method: Method = "attrib"
     """How node effects are computed: first-order (attrib), integrated gradients (ig) or by
     patching each node (exact, slow: the ground truth)."""
@@ -54,12 +57,14 @@ class AttributionConfig:
     """``exact``: forward rows (nodes x examples) per pass."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("attrib", "ig", "exact"):
-            raise ValueError(f"--method must be attrib, ig or exact, got {self.method!r}")
-        if self.aggregation not in ("sum", "none"):
-            raise ValueError(f"--aggregation must be sum or none, got {self.aggregation!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be at least 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.aggregation not in get_args(Aggregation):
+            choices = " or ".join(get_args(Aggregation))
+            raise ConfigError(f"aggregation must be {choices}, got {self.aggregation!r}")
+        for name in ("steps", "batch_size", "exact_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
@@ -183,6 +188,7 @@ def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> B
 
 
 METHODS = {"attrib": _attrib_batch, "ig": _ig_batch, "exact": _exact_batch}
+"""Method name -> the function scoring one batch's nodes (``AttributionConfig.method``)."""
 
 
 def node_effects(

@@ -45,7 +45,17 @@ from sparse_circuits.circuits.model.ablation import (
 from sparse_circuits.circuits.model.runner import Runner
 from sparse_circuits.dictionaries import Dictionary
 
-__all__ = ["Ablation", "CircuitScore", "score_selection", "faithfulness_curve", "plot_curve"]
+__all__ = [
+    "Ablation",
+    "ErrorNodes",
+    "CircuitScore",
+    "score_selection",
+    "faithfulness_curve",
+    "plot_curve",
+]
+
+ErrorNodes = Literal["ablate", "keep"]
+"""What happens to error nodes outside the circuit: ablated like features, or always kept."""
 
 
 @dataclass
@@ -218,7 +228,7 @@ def score_selection(
     *,
     metric: Metric | None = None,
     ablation: Ablation = "mean",
-    errors: Literal["ablate", "keep"] = "ablate",
+    errors: ErrorNodes = "ablate",
     seed: int = 0,
     progress: bool = True,
 ) -> list[CircuitScore]:
