@@ -94,7 +94,7 @@ def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> 
             (v.delta_error * grad_e).sum(-1),
         )
         # a spliced place writes decode(f) + error: the error's gradient is the output's
-        totals[place] = grad_e.detach().float().cpu()
+        totals[place] = grad_e.detach()
     return BatchEffects(effects, totals)
 
 
@@ -218,7 +218,12 @@ def node_effects(
         result = METHODS[config.method](runner, batch, clean, values, config)
         if cache is not None:
             stored = {place: v.stored() for place, v in values.items()}
-            cache.append(BatchCache(stored, result.totals))
+            totals = (
+                None
+                if result.totals is None
+                else {p: t.float().cpu() for p, t in result.totals.items()}
+            )
+            cache.append(BatchCache(stored, totals))
         for place, (effect_f, effect_e) in result.effects.items():
             f_sum = _reduce(effect_f.detach().float().cpu(), config.aggregation)
             e_sum = _reduce(effect_e.detach().float().cpu(), config.aggregation)
