@@ -1,7 +1,7 @@
 """Evaluate a saved circuit on a prompt set: the ``evaluate`` command's pipeline.
 
-1. Load the circuit; its settings name the model, the dictionaries, the places, the method
-   and the aggregation it was discovered with (each can be overridden).
+1. Load the circuit; its settings name the model, the dictionaries, the places, the method,
+   the aggregation and the precision it was discovered with (each can be overridden).
 2. Turn its nodes back into selection masks and score faithfulness and completeness on the
    prompts by ablation (``circuits.faithfulness``).
 3. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
@@ -30,6 +30,7 @@ from sparse_circuits.circuits.discovery.graph import (
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.files import require_folder
+from sparse_circuits.precision import precision_name
 
 __all__ = ["evaluate_circuit_file", "curve_thresholds"]
 
@@ -53,10 +54,14 @@ def evaluate_circuit_file(
     model: str | None = None,
     dictionaries: str | Path | None = None,
     device: str = "cpu",
+    precision: str | None = None,
     ablation: str = "mean",
     errors: str = "ablate",
     curve: str | Path | None = None,
 ) -> dict[str, Any]:
+    """The scores of a saved circuit on ``prompts`` (and, with ``curve``, the threshold sweep),
+    with the precision they were computed in. ``precision`` (``auto``, ``float32``,
+    ``bfloat16``) defaults to the circuit's own (float32 for circuits that record none)."""
     graph = load_circuit(circuit)
     settings = graph.graph["settings"]
     model_name = model or settings.get("model")
@@ -65,7 +70,8 @@ def evaluate_circuit_file(
         raise CircuitFileError(f"{circuit}: settings name no model or dictionaries; pass them")
     if curve is not None:
         require_folder(curve)  # fail before the slow part
-    lm, adapter = load_model(model_name, device=device)
+    precision = precision or settings.get("precision", "float32")
+    lm, adapter = load_model(model_name, device=device, precision=precision)
     dicts = load_dictionary_set(folder, settings.get("places"), device=device)
     aggregation = settings.get("aggregation", "sum")
     batches = load_prompt_batches(lm.tokenizer, prompts, aggregation=aggregation)
@@ -87,6 +93,7 @@ def evaluate_circuit_file(
         "prompts": str(prompts),
         "ablation": ablation,
         "errors": errors,
+        "precision": precision_name(adapter.dtype),
     }
     if curve is not None:
         discovery = load_prompt_batches(

@@ -52,8 +52,8 @@ def _ablation_values(t: torch.Tensor, ablation: Ablation, seed: int) -> torch.Te
     """``(B, T, ...)`` -> what replaces ablated entries, same shape."""
     if ablation == "zero":
         return torch.zeros_like(t)
-    if ablation == "mean":
-        return t.mean(0, keepdim=True).expand_as(t)
+    if ablation == "mean":  # summed in float32, whatever the model's dtype
+        return t.float().mean(0, keepdim=True).to(t.dtype).expand_as(t)
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(t), generator=generator)
     if len(t) > 1:  # a derangement: every prompt takes another prompt's values

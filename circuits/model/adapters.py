@@ -130,6 +130,13 @@ def model_device(model: Any) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def model_dtype(model: Any) -> torch.dtype:
+    """The dtype of a model's first floating-point parameter (the embedding: the dtype its
+    activations run in); float32 without any."""
+    parameters = torch_module(model).parameters()
+    return next((p.dtype for p in parameters if p.is_floating_point()), torch.float32)
+
+
 def _walk(root: Any, dotted: str) -> Any:
     for part in filter(None, dotted.split(".")):
         root = root[int(part)] if part.isdigit() else getattr(root, part)
@@ -158,6 +165,11 @@ class ModelAdapter:
     def device(self) -> torch.device:
         """Where the model's (first) weights live."""
         return model_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's activations (``model_dtype``)."""
+        return model_dtype(self.model)
 
     # --- names ----------------------------------------------------------------------------
 
