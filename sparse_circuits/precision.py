@@ -26,7 +26,9 @@ def _cpu_has_bf16() -> bool:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
+    flags = {
+        word for line in text.splitlines() if line.startswith("flags") for word in line.split()
+    }
     return bool(flags & _BF16_CPU_FLAGS)
 
 

@@ -16,7 +16,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from sparse_circuits.circuits.model.loading import to_precision, wrap_model
+from sparse_circuits.circuits.model.loading import wrap_model
+from sparse_circuits.circuits.model.mixed_precision import to_precision
 from sparse_circuits.dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 
 WORDS = (

@@ -96,9 +96,7 @@ def compare_effects(
             f"node effects of different places: {list(reference.features)} and "
             f"{list(other.features)}"
         )
-    return compare_values(
-        _effects_vector(reference), _effects_vector(other), floor=floor, top=top
-    )
+    return compare_values(_effects_vector(reference), _effects_vector(other), floor=floor, top=top)
 
 
 def compare_edges(

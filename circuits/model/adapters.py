@@ -131,9 +131,13 @@ def model_device(model: Any) -> torch.device:
 
 
 def model_dtype(model: Any) -> torch.dtype:
-    """The dtype of a model's first floating-point parameter (the embedding: the dtype its
-    activations run in); float32 without any."""
-    parameters = torch_module(model).parameters()
+    """The dtype of a model's matrix products: its input embedding's weights (a plain torch
+    module: its first floating-point parameter); float32 without any. Under mixed precision
+    the activations are float32 whatever this is (``circuits.model.mixed_precision``)."""
+    module = torch_module(model)
+    if hasattr(module, "get_input_embeddings"):
+        return module.get_input_embeddings().weight.dtype
+    parameters = module.parameters()
     return next((p.dtype for p in parameters if p.is_floating_point()), torch.float32)
 
 
@@ -168,7 +172,7 @@ class ModelAdapter:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of the model's activations (``model_dtype``)."""
+        """The dtype of the model's matrix products (``model_dtype``)."""
         return model_dtype(self.model)
 
     # --- names ----------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from sparse_circuits.circuits.model.adapters import ModelAdapter, model_dtype, spec_for
+from sparse_circuits.circuits.model.adapters import ModelAdapter, spec_for
+from sparse_circuits.circuits.model.mixed_precision import to_precision
 from sparse_circuits.precision import resolve_precision
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "ModelLoadError",
     "EMBEDDED_MODELS",
     "cache_dir",
-    "to_precision",
 ]
 
 
@@ -164,33 +164,6 @@ def _accepted() -> str:
     )
 
 
-def to_precision(hf_model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Put a transformers model's weights, and so its activations, in ``dtype`` (in place).
-
-    Under a 16-bit dtype the unembedding stays float32 (a float32 copy of its weight when it
-    is tied to the embedding) and casts its input up, so the logits and every metric read
-    from them are float32: rounded to bfloat16 (8 significant bits) a logit of 16 would move
-    by up to 0.03, the size of the small effects a circuit is made of. With ``logits_to_keep``
-    the metric unembeds one position, so this costs little. Gradients still flow through it.
-    """
-    if model_dtype(hf_model) != dtype:
-        hf_model.to(dtype)
-    head = hf_model.get_output_embeddings()
-    if dtype == torch.float32 or head is None:
-        return hf_model
-    head.weight = torch.nn.Parameter(
-        head.weight.detach().float(), requires_grad=head.weight.requires_grad
-    )
-    if getattr(head, "bias", None) is not None:
-        head.bias = torch.nn.Parameter(head.bias.detach().float(), requires_grad=False)
-    head.register_forward_pre_hook(_inputs_to_float32)
-    return hf_model
-
-
-def _inputs_to_float32(module: torch.nn.Module, args: tuple) -> tuple:
-    return tuple(a.float() if torch.is_tensor(a) else a for a in args)
-
-
 def load_model(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
@@ -202,10 +175,11 @@ def load_model(
     """Load a causal language model for nnsight, with its place adapter.
 
     ``precision`` (``auto``, ``float32`` or ``bfloat16``, see ``sparse_circuits.precision``)
-    sets the dtype of the weights and activations, as ``to_precision`` applies it; the
-    dictionaries spliced into the model compute in the same dtype. ``dtype`` names the dtype
-    directly instead (``float16`` included) and then wins over ``precision``: it is how
-    callers from before the precision setting asked for bfloat16. ``device_map`` (e.g.
+    is the dtype of the model's matrix products, in mixed precision under bfloat16 (the rest
+    float32: ``circuits.model.mixed_precision``); the dictionaries spliced into the model
+    compute in the same dtype. ``dtype`` names it directly instead (``float16`` included) and
+    then wins over ``precision``: it is how callers from before the precision setting asked
+    for bfloat16. ``device_map`` (e.g.
     ``"auto"``) spreads a large model over devices with accelerate and overrides ``device``.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -224,9 +198,11 @@ def load_model(
             f"cannot load model {str(name_or_path)!r}: it is not {_accepted()} ({reason})"
         ) from None
     spec = spec_for(config.model_type)
-    load_kwargs: dict[str, Any] = {"dtype": dtype}
+    # read in float32 (norms and unembedding stay exact); spread over devices, in the
+    # products' dtype from the start (half the memory; norms rounded once)
+    load_kwargs: dict[str, Any] = {"dtype": torch.float32}
     if device_map is not None:
-        load_kwargs["device_map"] = device_map
+        load_kwargs.update(dtype=dtype, device_map=device_map)
     hf_model = to_precision(AutoModelForCausalLM.from_pretrained(source, **load_kwargs), dtype)
     if device_map is None:
         hf_model = hf_model.to(device)

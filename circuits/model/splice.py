@@ -9,8 +9,9 @@ At each spliced place the activation ``x`` is replaced by ``x_hat + err``:
 
 The dictionary computes in its own dtype (the input is cast to it); ``cast_dictionaries`` gives
 copies in the model's dtype, as ``Runner`` uses them. The error and the value written back are
-float32, cast to the model's dtype as they are written: the spliced forward pass is then the
-model's own in any dtype.
+float32, cast to the activation's dtype as they are written (float32 under mixed precision,
+``circuits.model.mixed_precision``): the spliced forward pass is then the model's own up to
+float32 rounding, whatever the dictionary's dtype.
 
 Two gradient modes:
 
@@ -105,8 +106,9 @@ def _splice_one(
     """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d)).
 
     The dictionary computes in its dtype; the error and the sum written back are float32, so
-    that the written value is ``target`` again to the last bit in any dtype (in bfloat16 the
-    error, a difference of two close values, would lose most of its digits)."""
+    that the written value is ``target`` again up to float32 rounding whatever that dtype is
+    (in bfloat16 the error, a difference of two close values, would lose most of its
+    digits)."""
     x_in = x.to(dictionary.dtype)
     upstream_features = dictionary.encode(x_in)
     skip = dictionary.skip_term(x_in)
