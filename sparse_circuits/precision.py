@@ -33,6 +33,7 @@ __all__ = [
     "ResolvedPrecision",
     "announce_precision",
     "cpu_flags",
+    "precision_name",
     "resolve_precision",
 ]
 
@@ -157,3 +158,8 @@ def announce_precision(resolved: ResolvedPrecision) -> None:
         return
     _announced.add(resolved.reason)
     print(f"sparse-circuits: precision {resolved.reason}", file=sys.stderr, flush=True)
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """The name a dtype is recorded under in settings (``float32``, ``bfloat16``...)."""
+    return str(dtype).removeprefix("torch.")
