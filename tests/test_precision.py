@@ -105,9 +105,7 @@ def test_other_devices_and_bad_settings():
         PrecisionError, match="compute dtype must be float32 or bfloat16, got 'float16'"
     ):
         ResolvedPrecision("auto", "float16", "?")
-    with pytest.raises(
-        TrainConfigError, match="--precision must be one of auto, float32, bfloat16"
-    ):
+    with pytest.raises(TrainConfigError, match="^precision must be one of auto, float32, bfloat16"):
         TrainConfig(arch="topk", d_sae=8, k=2, steps=1, precision="half")
 
 

@@ -249,7 +249,10 @@ def test_faithfulness_agrees(kind, device):
     reference, other = scores[torch.float32], scores[torch.bfloat16]
     assert reference.m_full - reference.m_empty > 0.01  # a span that rounding cannot fake
     assert other.faithfulness == pytest.approx(reference.faithfulness, abs=0.02)
-    assert other.completeness == pytest.approx(reference.completeness, abs=0.02)
+    # completeness is m(complement) over the same span: far outside [0, 1] on a random model,
+    # so its tolerance scales with its size
+    tolerance = 0.02 * max(1.0, abs(reference.completeness))
+    assert other.completeness == pytest.approx(reference.completeness, abs=tolerance)
 
 
 def test_the_precision_is_recorded(tmp_path):
