@@ -435,7 +435,7 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert summary["completeness"] == round(result["completeness"], 3)
     assert lines[-1] == (
         f"faithfulness {result['faithfulness']:.3f}, completeness {result['completeness']:.3f} "
-        "(10 nodes, held-out simple_test.jsonl)"
+        f"(10 nodes, held-out simple_test.jsonl, precision {summary['precision']})"
     )
 
 
