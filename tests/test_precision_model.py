@@ -45,9 +45,10 @@ from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.model.runner import Runner
 from sparse_circuits.circuits.model.splice import splice
 from sparse_circuits.dictionaries import architecture_class
+from sparse_circuits.editing.shift import ShiftConfig, run_shift
 from sparse_circuits.precision import precision_name
 
-from .conftest import D_MODEL, TINY_CONFIGS, tiny_model
+from .conftest import D_MODEL, TINY_CONFIGS, random_dictionary, tiny_model
 
 PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
 D_SAE = 48
@@ -266,3 +267,33 @@ def test_the_precision_is_recorded(tmp_path):
         )
         assert graph.graph["settings"]["precision"] == precision_name(dtype)
         assert effects_.features["resid.0"].dtype == torch.float32
+
+
+def test_shift_accuracies_agree():
+    """The SHIFT table with the same ablation list in both precisions: every method's task,
+    spurious and worst-group accuracy within one evaluation text (1/12) of float32's. The
+    probes train on float32 pooled activations in both (the residual stream is float32), so
+    a larger gap means an ablation or a pooling ran in the wrong dtype."""
+    from .test_shift import bios
+
+    dictionaries = {f"resid.{i}": random_dictionary("relu", D_MODEL, 32, seed=i) for i in range(3)}
+    config = ShiftConfig(
+        place="resid.1", candidates=8, probe_epochs=50, label_tokens=0, attribution_examples=4
+    )
+    train, test = bios(24, False, 0), bios(24, True, 1)
+    tables = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model, adapter = tiny_model("llama", seed=8, dtype=dtype)
+        tables[dtype] = run_shift(
+            model, adapter, dictionaries, train, test, config,
+            ablate=[("resid.0", 3), ("resid.1", 5)], progress=False,
+        )  # fmt: skip
+    assert tables[torch.bfloat16]["settings"]["precision"] == "bfloat16"
+    reference, other = (tables[d]["methods"] for d in (torch.float32, torch.bfloat16))
+    assert set(reference) == set(other)
+    for method, scores in reference.items():
+        for accuracy in ("task_acc", "spurious_acc", "worst_group_acc"):
+            assert other[method][accuracy] == pytest.approx(scores[accuracy], abs=1 / 12 + 1e-9), (
+                method,
+                accuracy,
+            )
