@@ -1,8 +1,8 @@
 """bfloat16 against float32 end to end on the real default model, smollm2-135m, with the
 starter dictionaries at the demo's five places (resid.3, 9, 15, 21, 27) on the demo's prompts.
 
-Tolerances (the ones the issue states): node effects (``attrib`` on 32 training prompts,
-``ig`` on 8) Spearman >= 0.99 over the nodes above 1 % of the largest |effect| and top-100 overlap
+Tolerances (the ones the issue states): node effects (``attrib`` and ``ig`` on 32 training
+prompts) Spearman >= 0.99 over the nodes above 1 % of the largest |effect| and top-100 overlap
 >= 0.9; faithfulness of the float32 circuit (the demo's node threshold) on the held-out prompts
 within 0.02, its completeness within 0.03. Measured while writing this (mixed precision, 32 prompts,
 ``attrib``): Spearman 0.994, top-100 overlap 0.93; with the residual stream in bfloat16 as
@@ -43,8 +43,9 @@ def setup():
     return models, dictionaries, train[0], test
 
 
-PROMPTS = {"attrib": 32, "ig": 8}
-"""Training prompts per method: ``ig`` runs ten spliced passes per place, so fewer of them."""
+PROMPTS = {"attrib": 32, "ig": 32}
+"""Training prompts per method. With 8 prompts ``ig`` agreed at Spearman 0.980 over 126 nodes:
+the effects of fewer prompts are noisier per node, so as many as ``attrib``."""
 
 
 @functools.cache
