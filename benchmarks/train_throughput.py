@@ -20,10 +20,9 @@ falls far more than the floor's single long product does (0.24 seen instead of 0
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_seconds, medians
 
 from sparse_circuits.dictionaries import TopKSAE
 from sparse_circuits.dictionaries.training.sparse_ops import sparse_decode, topk_encode
@@ -58,16 +57,6 @@ def naive_topk_step(
 def make_optimizer(sae: TopKSAE) -> torch.optim.Optimizer:
     # fused: one kernel over all parameters (CPU and CUDA); the same for both steps.
     return torch.optim.Adam(sae.parameters(), lr=1e-4, fused=True)
-
-
-def seconds(function, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    function()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def profile_step(step, x_ND, sae, optimizer) -> None:
@@ -118,15 +107,8 @@ def main() -> None:
     if args.profile:
         profile_step(sparse_topk_step, x_ND, sparse_sae, sparse_opt)
 
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.warmup):
-        for function in runs.values():
-            seconds(function, device)
-    for _ in range(args.repeats):
-        for name, function in runs.items():
-            times[name].append(seconds(function, device))
-
-    tokens_per_s = {name: args.batch / statistics.median(t) for name, t in times.items()}
+    times = interleaved_seconds(runs, repeats=args.repeats, warmup=args.warmup, device=device)
+    tokens_per_s = {name: args.batch / median for name, median in medians(times).items()}
     print(
         f"d_in {args.d_in}, d_sae {args.d_sae}, k {args.k}, batch {args.batch}, "
         f"{args.dtype}, {device}, {torch.get_num_threads()} threads, "

@@ -10,6 +10,12 @@ reconstructs a different place than it reads):
 
 Every architecture shares the affine maps and differs only in ``activation`` (the gated SAE
 also in its encoder). Weights are stored as ``W_enc (d_in, d_sae)``, ``W_dec (d_sae, d_out)``.
+
+The maps run in the dictionary's dtype (inputs are cast to it): a bfloat16 dictionary encodes
+and decodes in bfloat16, where the products' long sums (over ``d_in`` and ``d_sae``) accumulate
+in float32 inside the matmul kernels and only their results round to bfloat16
+(``tests/test_precision.py`` checks it), and the rules compare bfloat16 numbers with
+bfloat16 thresholds.
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ class Dictionary(nn.Module, ABC):
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., d_in) -> (..., d_sae)``: the encoder's affine map."""
+        x = x.to(self.dtype)
         if self.config.center_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
@@ -135,11 +142,11 @@ class Dictionary(nn.Module, ABC):
 
         A skip transcoder adds ``skip(x)`` to this; ``forward`` does so.
         """
-        return f @ self.W_dec + self.b_dec
+        return f.to(self.dtype) @ self.W_dec + self.b_dec
 
     def skip_term(self, x: torch.Tensor) -> torch.Tensor | None:
         """``(..., d_in) -> (..., d_out)``: the skip connection, or ``None`` without one."""
-        return None if self.W_skip is None else x @ self.W_skip
+        return None if self.W_skip is None else x.to(self.dtype) @ self.W_skip
 
     def reconstruct(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``decode(f)`` plus the skip connection from the input ``x``, if any."""

@@ -40,6 +40,7 @@ from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.labels import corpus_labels
 from sparse_circuits.circuits.discovery.metrics import ProbeLogit
+from sparse_circuits.circuits.model.splice import cast_dictionaries
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.editing.interventions import FeatureAblation, Intervention, intervene
 from sparse_circuits.editing.probe import (
@@ -49,6 +50,7 @@ from sparse_circuits.editing.probe import (
     train_probe,
 )
 from sparse_circuits.errors import ConfigError
+from sparse_circuits.precision import precision_name
 
 __all__ = [
     "FeatureRef",
@@ -460,7 +462,10 @@ def run_shift(
         raise ValueError("choose features by exactly one of a concept set (--auto) or a list")
     if ablate is not None:
         check_ablation_list(adapter, dictionaries, config.place, ablate, source=ablation_source)
-    dictionaries = _dictionaries_up_to(adapter, dictionaries, config.place)
+    # in the model's dtype once, for every pass below (attribution, judge, ablations)
+    dictionaries = cast_dictionaries(
+        _dictionaries_up_to(adapter, dictionaries, config.place), adapter.dtype
+    )
     rng = random.Random(config.seed)
     oracle_train, evaluation = _halves(test, rng)
     probe_options = {"epochs": config.probe_epochs, "weight_decay": config.probe_weight_decay}
@@ -565,6 +570,7 @@ def run_shift(
             "n_oracle_train": len(oracle_train),
             "retrain": retrain,
             "seed": config.seed,
+            "precision": precision_name(adapter.dtype),
         },
     }
 

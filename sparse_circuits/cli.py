@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sparse_circuits.errors import ConfigError
+from sparse_circuits.precision import PRECISIONS
 
 DTYPES = ("float32", "bfloat16", "float16")
 """Weight dtypes a command can load a model in or save a dictionary in."""
@@ -127,8 +128,8 @@ def parse_feature_spec(spec: str, *, form: str, source: str | Path) -> tuple[str
 
 
 def model_options(options: Options, *, model_from: str | None = None) -> None:
-    """``--model``, ``--device`` and ``--dtype``. ``--model`` defaults to the embedded default
-    model, or with ``model_from`` to the model that names (``"the circuit's"``)."""
+    """``--model``, ``--device`` and ``--precision``. ``--model`` defaults to the embedded
+    default model, or with ``model_from`` to the model that names (``"the circuit's"``)."""
     from sparse_circuits.circuits.model.loading import DEFAULT_MODEL, load_model
 
     options.add(
@@ -138,15 +139,21 @@ def model_options(options: Options, *, model_from: str | None = None) -> None:
         f"(default: {model_from or DEFAULT_MODEL})",
     )
     options.setting(load_model, "device", help="torch device, e.g. cpu, cuda, cuda:1")
-    dtype = str(library_default(load_model, "dtype")).removeprefix("torch.")
-    options.setting(load_model, "dtype", default=dtype, choices=DTYPES, help="weight dtype")
+    options.setting(
+        load_model, "precision", choices=PRECISIONS,
+        default=None if model_from else library_default(load_model, "precision"),
+        help="precision of the matrix products: auto is bfloat16 on CUDA (sm_80+) and on CPUs "
+        "with AMX or AVX512-BF16, float32 elsewhere; norms, the residual stream, metrics and "
+        "effects stay float32"
+        + (f" (default: {model_from}, float32 if it records none)" if model_from else ""),
+    )  # fmt: skip
 
 
 def load_model_from(args: argparse.Namespace):
-    """The model and adapter the options ``--model``, ``--device`` and ``--dtype`` name."""
+    """The model and adapter the options ``--model``, ``--device`` and ``--precision`` name."""
     from sparse_circuits.circuits.model.loading import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, precision=args.precision)
 
 
 # --------------------------------------------------------------------------- commands
@@ -475,7 +482,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         dictionaries=args.dictionaries,
         device=args.device,
-        dtype=args.dtype,
+        precision=args.precision,
         ablation=args.ablation,
         errors=args.errors,
         curve=args.curve,
@@ -512,13 +519,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.discovery.demo import DemoConfig, run_demo
 
     config = config_from_args(DemoConfig, args)
-    result = run_demo(args.out, config, model=args.model, device=args.device, dtype=args.dtype)
+    result = run_demo(
+        args.out, config, model=args.model, device=args.device, precision=args.precision
+    )
     for name, path in result.paths.items():
         print(f"{name:>8}: {path}")
     score = result.score
     print(
         f"faithfulness {score.faithfulness:.3f}, completeness {score.completeness:.3f} "
-        f"({score.n_nodes} nodes, held-out {result.prompts['test'].name})"
+        f"({score.n_nodes} nodes, held-out {result.prompts['test'].name}, "
+        f"precision {result.precision})"
     )
     print(json.dumps(result.summary()))
     return 0

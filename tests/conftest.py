@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from sparse_circuits.circuits.model.loading import wrap_model
+from sparse_circuits.circuits.model.mixed_precision import to_precision
 from sparse_circuits.dictionaries import ARCHITECTURES, DictionaryConfig, architecture_class
 
 WORDS = (
@@ -65,13 +66,14 @@ TINY_CONFIGS = {
 }
 
 
-def tiny_model(kind: str = "llama", seed: int = 0):
-    """A random model of one architecture, wrapped for nnsight: ``(model, adapter)``."""
+def tiny_model(kind: str = "llama", seed: int = 0, *, dtype: torch.dtype = torch.float32):
+    """A random model of one architecture, wrapped for nnsight: ``(model, adapter)``; the same
+    weights (rounded) for the same seed in any ``dtype`` (applied as ``load_model`` does)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     hf_model = AutoModelForCausalLM.from_config(TINY_CONFIGS[kind]()).eval()
-    return wrap_model(hf_model, tiny_tokenizer())
+    return wrap_model(to_precision(hf_model, dtype), tiny_tokenizer())
 
 
 @pytest.fixture(params=sorted(TINY_CONFIGS))

@@ -93,11 +93,13 @@ def test_cli_train_and_eval_dict(tmp_path, capsys, llama):
     code = main(
         ["train", *base, "--submodule", "resid.1", "--arch", "topk", "--dict-size", "32",
          "--k", "4", "--tokens", "2048", "--batch-size", "256", "--eval-tokens", "64",
-         "--dead-after-tokens", "512", "--out", str(tmp_path / "sae")]
+         "--dead-after-tokens", "512", "--precision", "bfloat16", "--out", str(tmp_path / "sae")]
     )  # fmt: skip
     assert code == 0
     saved = json.loads((tmp_path / "sae" / "config.json").read_text())
     assert saved["training"]["dead_after_tokens"] == 512
+    assert saved["training"]["precision"]["asked"] == "bfloat16"
+    assert saved["training"]["precision"]["compute_dtype"] == "bfloat16"
     trained = json.loads(capsys.readouterr().out)
     assert trained["fvu"] < 1.0 and trained["l0"] <= 4
     code = main(

@@ -38,6 +38,7 @@ from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.dictionaries.training import OBJECTIVES, TrainConfig
 from sparse_circuits.editing.shift import ShiftConfig
 from sparse_circuits.errors import ConfigError
+from sparse_circuits.precision import resolve_precision
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
 from .reference import EXAMPLES
@@ -414,7 +415,8 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     *lines, last = out.rstrip().splitlines()
     summary = json.loads(last)
     assert set(summary) == {"circuit", "html", "graphml", "prompts", "nodes", "edges",
-                            "faithfulness", "completeness", "seconds"}  # fmt: skip
+                            "faithfulness", "completeness", "precision", "seconds"}  # fmt: skip
+    assert summary["precision"] == resolve_precision("auto").name  # the default, announced
     assert summary["prompts"] == {
         split: str(agreement_file("simple", split)) for split in ("train", "test")
     }
@@ -433,7 +435,7 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert summary["completeness"] == round(result["completeness"], 3)
     assert lines[-1] == (
         f"faithfulness {result['faithfulness']:.3f}, completeness {result['completeness']:.3f} "
-        "(10 nodes, held-out simple_test.jsonl)"
+        f"(10 nodes, held-out simple_test.jsonl, precision {summary['precision']})"
     )
 
 

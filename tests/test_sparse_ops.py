@@ -244,3 +244,50 @@ def test_scatter_outer_and_pair_dots(monkeypatch, use_csr, transposed):
     assert out.is_contiguous()
     assert_close(out, rows.T @ dense_NF if transposed else dense_NF.T @ rows)
     assert_close(pair_dots(rows, table, indices), (table[indices] * rows[:, None]).sum(-1))
+
+
+@pytest.mark.parametrize("use_csr", [True, False], ids=["csr", "fallback"])
+@pytest.mark.parametrize("batch", [False, True], ids=["topk", "batchtopk"])
+def test_mixed_precision_selects_in_bfloat16_and_gives_float32_gradients(
+    monkeypatch, batch, use_csr
+):
+    """``compute_dtype`` bfloat16 on float32 weights (mixed-precision training): the kept codes
+    are a true top-k of the product of the rounded operands (itself rounded to bfloat16, ties
+    and all), the values those pre-activations in float32, and every gradient float32 and
+    within 2 % of float32 autograd's on the same kept pairs (the values carry bfloat16's
+    rounding, 2**-9 relative, into the loss)."""
+    monkeypatch.setattr(sparse_ops, "_use_csr", lambda tensor: use_csr)
+    monkeypatch.setattr(sparse_ops, "_TOPK_ROWS", 3)  # the product by slices of 3 tokens
+    x_ND, p = weights(seed=6)
+    encode = batch_topk_encode if batch else topk_encode
+    values, indices = encode(
+        x_ND, p["W_enc"], p["b_enc"], p["b_dec"], K, compute_dtype=torch.bfloat16
+    )
+    assert values.dtype == torch.float32
+
+    def rounded(t):
+        return t.detach().bfloat16().float()
+
+    pre_NF = rounded(x_ND - p["b_dec"]) @ rounded(p["W_enc"]) + rounded(p["b_enc"])
+    pre_NF = rounded(pre_NF)
+    code_NF = densify(values, indices)
+    kept_NF = code_NF > 0
+    assert kept_NF.sum() == N * K  # every kept pre-activation is positive on this data
+    # nothing left out is larger than anything kept (per token; for BatchTopK in the batch)
+    left_out = pre_NF.masked_fill(kept_NF, -torch.inf)
+    kept = pre_NF.masked_fill(~kept_NF, torch.inf)
+    if batch:
+        assert left_out.max() <= kept.min()
+    else:
+        assert (left_out.amax(-1) <= kept.amin(-1)).all()
+    assert_close(code_NF, torch.relu(pre_NF) * kept_NF, atol=0, rtol=0)
+
+    x_hat = sparse_decode(values, indices, p["W_dec"], p["b_dec"])
+    pre32_NF = (x_ND - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
+    dense_x_hat = (torch.relu(pre32_NF) * kept_NF) @ p["W_dec"] + p["b_dec"]
+    sparse_grads = grads(loss_of(x_hat, x_ND), p)
+    dense_grads = grads(loss_of(dense_x_hat, x_ND), p)
+    for name, grad in sparse_grads.items():
+        assert grad.dtype == torch.float32, name
+        scale = dense_grads[name].abs().max()
+        assert_close(grad, dense_grads[name], atol=0.02 * scale, rtol=0.02, msg=name)

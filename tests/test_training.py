@@ -82,10 +82,15 @@ def run_worker(out, *args, wait=True):
     return subprocess.Popen(command, cwd=ROOT)
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path):
+PRECISIONS = ["float32", "bfloat16"]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_killed_run_resumes_to_identical_weights(tmp_path, precision):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_worker(straight, "--steps", "400", "--checkpoint-every", "20")
-    process = run_worker(killed, "--steps", "400", "--checkpoint-every", "20", wait=False)
+    options = ["--steps", "400", "--checkpoint-every", "20", "--precision", precision]
+    run_worker(straight, *options)
+    process = run_worker(killed, *options, wait=False)
     checkpoint = killed / CHECKPOINT_FILE
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -96,14 +101,16 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     process.wait()
     state = torch.load(checkpoint, weights_only=True)
     assert 100 <= state["step"] < 400, "the run was not killed part-way"
-    run_worker(killed, "--steps", "400", "--checkpoint-every", "20", "--resume")
+    run_worker(killed, *options, "--resume")
     a, b = load_dictionary(straight), load_dictionary(killed)
+    assert b.config.training["precision"]["compute_dtype"] == precision
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name]), name
 
 
-def test_two_processes_equal_one(tmp_path):
-    run_worker(tmp_path / "one", "--steps", "30")
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_two_processes_equal_one(tmp_path, precision):
+    run_worker(tmp_path / "one", "--steps", "30", "--precision", precision)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
         [
@@ -117,6 +124,8 @@ def test_two_processes_equal_one(tmp_path):
             str(tmp_path / "two"),
             "--steps",
             "30",
+            "--precision",
+            precision,
         ],
         check=True,
         cwd=ROOT,

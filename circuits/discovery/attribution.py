@@ -17,6 +17,10 @@ For every batch of prompts:
      exactly 0 and not run.
 3. Aggregate: ``sum`` adds effects over positions, ``none`` keeps them per position; both are
    averaged over examples.
+
+Under bfloat16 the passes run in the model's dtype; gradients are cast to float32 before they
+meet the (float32) deltas, so every product, mean over steps and sum is float32, and so are
+the effects.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> 
     effects, totals = {}, {}
     for i, place in enumerate(clean.places):
         v: PlaceValues = values[place]
-        grad_f, grad_e = grads[2 * i], grads[2 * i + 1]
+        grad_f, grad_e = grads[2 * i].float(), grads[2 * i + 1].float()
         effects[place] = (
             v.delta_features * grad_f,
             (v.delta_error * grad_e).sum(-1),
@@ -103,12 +107,16 @@ def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, st
     layer = runner.adapter.parse(place).layer
     upstream = runner.upstream_cache(batch.clean_ids, max(layer, 0))
     B = len(batch)
-    alphas = (torch.arange(steps, dtype=v.clean_features.dtype) / steps).to(v.clean_features)
-    a_S = alphas.view(steps, 1, 1, 1)
-    f_rows = ((1 - a_S) * v.clean_features + a_S * v.patch_features).flatten(0, 1)
-    e_rows = ((1 - a_S) * v.clean_error + a_S * v.patch_error).flatten(0, 1)
-    f_rows.requires_grad_(True)
-    e_rows.requires_grad_(True)
+    a_S = (torch.arange(steps, device=v.clean_features.device) / steps).view(steps, 1, 1, 1)
+
+    def path(clean: torch.Tensor, patch: torch.Tensor) -> torch.Tensor:
+        """``(steps * B, T, ...)`` rows ``(1 - a) * clean + a * patch``, in float32 until
+        they are cast to the model's dtype."""
+        rows = (1 - a_S) * clean.float() + a_S * patch.float()
+        return rows.flatten(0, 1).to(clean.dtype).requires_grad_(True)
+
+    f_rows = path(v.clean_features, v.patch_features)
+    e_rows = path(v.clean_error, v.patch_error)
     run = runner.run(
         batch.clean_ids.repeat(steps, 1),
         batch.tile(steps),
@@ -118,7 +126,7 @@ def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, st
         edit_error=lambda _, __: e_rows,
         upstream=[u.repeat(steps, 1, 1) for u in upstream],
     )
-    grad_f, grad_e = torch.autograd.grad(run.metric.sum(), [f_rows, e_rows])
+    grad_f, grad_e = (g.float() for g in torch.autograd.grad(run.metric.sum(), [f_rows, e_rows]))
     mean_grad_f = grad_f.view(steps, B, *grad_f.shape[1:]).mean(0)
     mean_grad_e = grad_e.view(steps, B, *grad_e.shape[1:]).mean(0)
     return v.delta_features * mean_grad_f, (v.delta_error * mean_grad_e).sum(-1)
@@ -145,8 +153,8 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
         nodes.append((-1, -1))
     layer = runner.adapter.parse(place).layer
     upstream = runner.upstream_cache(batch.clean_ids, max(layer, 0))
-    effect_f = torch.zeros(B, T, F, dtype=v.clean_features.dtype)
-    effect_e = torch.zeros(B, T, dtype=v.clean_features.dtype)
+    effect_f = torch.zeros(B, T, F)
+    effect_e = torch.zeros(B, T)
     chunk = max(1, config.exact_rows // B)
     for start in range(0, len(nodes), chunk):
         group = nodes[start : start + chunk]
@@ -168,7 +176,7 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
             edit_error=lambda _, __, e=e_rows: e,
             upstream=[u.repeat(G, 1, 1) for u in upstream],
         )
-        change_GB = (run.metric.view(G, B) - clean_metric).cpu().to(effect_f.dtype)
+        change_GB = (run.metric.view(G, B) - clean_metric).cpu()
         for j, (feature, position) in enumerate(group):
             t = max(position, 0)
             if feature < 0:

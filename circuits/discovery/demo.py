@@ -31,6 +31,7 @@ from sparse_circuits.circuits.model.loading import DEFAULT_MODEL, load_model
 from sparse_circuits.circuits.model.places import spaced_layers
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.errors import ConfigError
+from sparse_circuits.precision import Precision, precision_name
 
 __all__ = ["STARTER", "DemoConfig", "DemoResult", "run_demo"]
 
@@ -104,6 +105,8 @@ class DemoResult:
     """Faithfulness and completeness of the selected nodes on the test split."""
     n_edges: int
     """Edges of the circuit."""
+    precision: str
+    """Precision of the model's products the run used (``float32``, ``bfloat16``)."""
     seconds: float
     """Wall time of the whole run."""
 
@@ -116,6 +119,7 @@ class DemoResult:
             "edges": self.n_edges,
             "faithfulness": round(self.score.faithfulness, 3),
             "completeness": round(self.score.completeness, 3),
+            "precision": self.precision,
             "seconds": round(self.seconds, 1),
         }
 
@@ -126,7 +130,7 @@ def run_demo(
     *,
     model: str = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype | str = torch.float32,
+    precision: Precision = "auto",
     progress: bool = True,
 ) -> DemoResult:
     """Discover the demo's circuit on ``model``, write ``circuit.json``, ``circuit.html`` and
@@ -139,7 +143,7 @@ def run_demo(
     files = CircuitFiles(
         out / "circuit.json", html=out / "circuit.html", graphml=out / "circuit.graphml"
     )
-    lm, adapter = load_model(model, device=device, dtype=dtype)
+    lm, adapter = load_model(model, device=device, precision=precision)
     places = config.places or [
         f"resid.{layer}" for layer in spaced_layers(adapter.n_layers, config.n_places)
     ]
@@ -161,5 +165,6 @@ def run_demo(
         places=list(dictionaries),
         score=score,
         n_edges=written.graph.number_of_edges(),
+        precision=precision_name(adapter.dtype),
         seconds=time.perf_counter() - started,
     )

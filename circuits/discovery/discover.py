@@ -26,9 +26,11 @@ from sparse_circuits.circuits.discovery.graph import build_circuit, save_circuit
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
 from sparse_circuits.circuits.model.runner import BatchCache
+from sparse_circuits.circuits.model.splice import cast_dictionaries
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.errors import ConfigError
 from sparse_circuits.files import require_folder
+from sparse_circuits.precision import precision_name
 
 __all__ = [
     "CircuitFiles",
@@ -94,6 +96,7 @@ def discover_circuit(
     """The circuit graph and the node effects it was selected from."""
     metric = metric or LogitDiff()
     attribution = config.attribution
+    dictionaries = cast_dictionaries(dictionaries, adapter.dtype)  # one cast for every pass
     cache: list[BatchCache] = []  # the node pass's values and gradients feed the edge pass
     effects = node_effects(
         model, adapter, dictionaries, batches,
@@ -119,6 +122,7 @@ def discover_circuit(
         "top_k": config.top_k,
         "edge_threshold": config.edge_threshold,
         "metric": repr(metric),
+        "precision": precision_name(adapter.dtype),
         "n_examples": effects.n_examples,
         "places": list(dictionaries),
     }

@@ -36,6 +36,10 @@ of the earlier leaves, so a gradient between two places follows direct paths onl
    place's selected nodes only (the decoder rows of selected features, never a features x
    features matrix) and split back per node.
 
+Under bfloat16 the backward passes run in the model's dtype, their seeds for the features
+cast to it; the total gradients, the feature gradients ``dm/df`` and every product with a
+delta and sum over examples are float32.
+
 ``batched=False`` is the straightforward twin: one backward per downstream node, seeds not
 packed, gradients with respect to every leaf; tests and the benchmark compare the two (which
 also checks the zero-derivative assumption the packing rests on).
@@ -81,10 +85,10 @@ def _feature_grad(
 ) -> torch.Tensor:
     """``dm/df (..., F)`` from ``dm/d(output) (..., D)`` at a place: a spliced place writes
     ``decode(f) + error`` and the decoder is linear, so this is what autograd computes for the
-    features leaf (in the dictionary's dtype). ``features`` keeps only those columns."""
+    features leaf, here in float32 (a sum over D). ``features`` keeps only those columns."""
     W_dec_FD = dictionary.W_dec.detach()
     W_dec_FD = W_dec_FD if features is None else W_dec_FD[features]
-    return grad_x_BTD.to(W_dec_FD.dtype) @ W_dec_FD.T
+    return grad_x_BTD.float() @ W_dec_FD.float().T
 
 
 def _contract(
@@ -92,8 +96,8 @@ def _contract(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients ``(n, B, T, F)``/``(n, B, T, D)`` times deltas, summed over examples (in
     float32): features ``(n, F)`` or ``(n, T, F)``, error ``(n,)`` or ``(n, T)``."""
-    f = (grad_f.float() * v.delta_features.float()).sum(1)
-    e = (grad_e.float() * v.delta_error.float()).sum(-1).sum(1)
+    f = (grad_f.float() * v.delta_features).sum(1)
+    e = (grad_e.float() * v.delta_error).sum(-1).sum(1)
     if aggregation == "sum":
         return f.sum(1), e.sum(1)
     return f, e
@@ -288,9 +292,9 @@ def _upstream_products(
     per_f = per_e = None
     if features:
         grad_f = _feature_grad(grad_x_RBTD, dictionary, features)  # (R, B, T, K_f)
-        per_f = grad_f.float() * v.delta_features[..., features].float()
+        per_f = grad_f * v.delta_features[..., features]
     if any(f < 0 for _, f, _ in keys):
-        per_e = (grad_x_RBTD.float() * v.delta_error.float()).sum(-1)  # (R, B, T)
+        per_e = (grad_x_RBTD.float() * v.delta_error).sum(-1)  # (R, B, T)
     products = []
     for _, feature, position in keys:
         per_position = per_f[..., column[feature]] if feature >= 0 else per_e  # (R, B, T)
@@ -398,8 +402,10 @@ def edge_effects(
             place, before = places[index], places[:index]
             if not any(selection.keys(up) for up in before):
                 continue  # no edge into this place, and no selected node needs its gradient
-            grad_e = p.total[place].to(run.places[place].error.dtype)
-            grads = (_feature_grad(grad_e, runner.dictionaries[place]), grad_e)
+            # the seeds of the backward passes, in the dtypes of the features and the error
+            held = run.places[place]
+            grad_f = _feature_grad(p.total[place], runner.dictionaries[place])
+            grads = (grad_f.to(held.features.dtype), p.total[place].to(held.error.dtype))
             nodes = selection.keys(place)
             if batched:
                 _batched_place(p, place, before, nodes, grads, chunk_elements)

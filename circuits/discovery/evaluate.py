@@ -1,8 +1,9 @@
 """Evaluate a saved circuit on a prompt set: the ``evaluate`` command's pipeline.
 
 1. Load the circuit; its settings name the model, the dictionaries, the places, the metric,
-   the method and the aggregation it was discovered with (model and dictionaries can be
-   overridden). The metric is rebuilt from its recorded name (``metrics.METRICS``).
+   the method, the aggregation and the precision it was discovered with (model, dictionaries
+   and precision can be overridden). The metric is rebuilt from its recorded name
+   (``metrics.METRICS``).
 2. Turn its nodes back into selection masks and score faithfulness and completeness on the
    prompts by ablation (``circuits.faithfulness``), with that metric.
 3. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import load_prompt_batches
@@ -36,6 +36,7 @@ from sparse_circuits.circuits.discovery.metrics import METRICS, Metric
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.files import require_folder
+from sparse_circuits.precision import Precision, precision_name
 
 __all__ = ["evaluate_circuit_file", "curve_thresholds", "recorded_metric"]
 
@@ -81,14 +82,15 @@ def evaluate_circuit_file(
     model: str | None = None,
     dictionaries: str | Path | None = None,
     device: str = "cpu",
-    dtype: torch.dtype | str = torch.float32,
+    precision: Precision | None = None,
     ablation: Ablation = "mean",
     errors: ErrorNodes = "ablate",
     curve: str | Path | None = None,
 ) -> dict[str, Any]:
     """Faithfulness and completeness of the circuit file ``circuit`` on the prompt file
     ``prompts``, with the metric, places and attribution settings it was discovered with;
-    with ``curve``, also the threshold sweep, plotted there (HTML)."""
+    with ``curve``, also the threshold sweep, plotted there (HTML). ``precision`` defaults to
+    the circuit's own (float32 for circuits that record none); the scores record it."""
     graph = load_circuit(circuit)
     settings = graph.graph["settings"]
     model_name = model or settings.get("model")
@@ -100,7 +102,8 @@ def evaluate_circuit_file(
     aggregation = attribution.aggregation
     if curve is not None:
         require_folder(curve)  # fail before the slow part
-    lm, adapter = load_model(model_name, device=device, dtype=dtype)
+    precision = precision or settings.get("precision", "float32")
+    lm, adapter = load_model(model_name, device=device, precision=precision)
     dicts = load_dictionary_set(folder, settings.get("places"), device=device)
     batches = load_prompt_batches(lm.tokenizer, prompts, aggregation=aggregation)
     shapes = {
@@ -121,6 +124,7 @@ def evaluate_circuit_file(
         "prompts": str(prompts),
         "ablation": ablation,
         "errors": errors,
+        "precision": precision_name(adapter.dtype),
     }
     if curve is not None:
         discovery = load_prompt_batches(

@@ -13,7 +13,7 @@ Meaning of the graph (the one place it is defined):
   ``metric``), with attribute ``weight``: the effect of the source on the metric through the
   target along direct paths (``circuits.edges``).
 - **Graph attributes**: ``settings`` (model, dictionaries, method, steps, aggregation,
-  thresholds, metric, number of examples, prompts) and ``metric_clean``/``metric_patch``.
+  thresholds, metric, precision, number of examples, prompts) and ``metric_clean``/``metric_patch``.
 
 The JSON file holds ``schema``, ``settings``, ``metric_clean``, ``metric_patch``, ``nodes``
 (each node's attributes plus ``id``) and ``edges`` (``source``, ``target``, ``weight``).

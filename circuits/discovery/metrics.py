@@ -1,4 +1,6 @@
 """Metrics: a scalar of the model's output per example, ``(B,)``, that attribution explains.
+Whatever the model's dtype, a metric is float32 (``Runner`` casts it; the metrics here compute
+in float32: the logits are float32, see ``circuits.model.loading.to_precision``).
 
 A metric is called inside the trace, after splicing, as ``metric(model, adapter, batch)``, so it
 may read the logits (``model.output.logits``) or any place (a probe on ``resid.L``). Any
@@ -61,7 +63,7 @@ class ProbeLogit:
         self.place, self.weight_D, self.bias, self.start = place, weight_D, bias, start
 
     def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
-        pooled_BD = adapter.read(self.place)[:, self.start :].mean(dim=1)
+        pooled_BD = adapter.read(self.place)[:, self.start :].float().mean(dim=1)
         return pooled_BD @ self.weight_D.to(pooled_BD) + self.bias
 
     def __repr__(self) -> str:

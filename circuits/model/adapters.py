@@ -130,6 +130,17 @@ def model_device(model: Any) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def model_dtype(model: Any) -> torch.dtype:
+    """The dtype of a model's matrix products: its input embedding's weights (a plain torch
+    module: its first floating-point parameter); float32 without any. Under mixed precision
+    the activations are float32 whatever this is (``circuits.model.mixed_precision``)."""
+    module = torch_module(model)
+    if hasattr(module, "get_input_embeddings"):
+        return module.get_input_embeddings().weight.dtype
+    parameters = module.parameters()
+    return next((p.dtype for p in parameters if p.is_floating_point()), torch.float32)
+
+
 def _walk(root: Any, dotted: str) -> Any:
     for part in filter(None, dotted.split(".")):
         root = root[int(part)] if part.isdigit() else getattr(root, part)
@@ -158,6 +169,11 @@ class ModelAdapter:
     def device(self) -> torch.device:
         """Where the model's (first) weights live."""
         return model_device(self.model)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's matrix products (``model_dtype``)."""
+        return model_dtype(self.model)
 
     # --- names ----------------------------------------------------------------------------
 

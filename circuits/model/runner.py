@@ -6,6 +6,10 @@ spliced places and the metric. ``Runner.clean_and_patch`` gives the feature and 
 a batch's clean and patch prompts, aligned position by position. A ``BatchCache`` keeps what a
 node pass computed for a batch (those values, and the clean total gradients) so that the edge
 pass of the same batch does not compute it again.
+
+Precision: the dictionaries compute in the model's dtype (bfloat16 under that precision; cast
+copies when they were loaded in another), so the forward and backward passes run in it; the
+metric is float32, and so are the deltas ``patch - clean`` that effects are products of.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from sparse_circuits.circuits.data.prompts import PromptBatch, align_patch
 from sparse_circuits.circuits.discovery.metrics import Metric
 from sparse_circuits.circuits.model.activations import collect_activations
 from sparse_circuits.circuits.model.adapters import ModelAdapter
-from sparse_circuits.circuits.model.splice import Edit, SplicedPlace, check_dictionaries, splice
+from sparse_circuits.circuits.model.splice import (
+    Edit,
+    SplicedPlace,
+    cast_dictionaries,
+    check_dictionaries,
+    splice,
+)
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["BatchCache", "PlaceValues", "Runner", "SplicedRun"]
@@ -31,12 +41,13 @@ __all__ = ["BatchCache", "PlaceValues", "Runner", "SplicedRun"]
 class SplicedRun:
     places: dict[str, SplicedPlace]
     metric: torch.Tensor
-    """``(B,)``."""
+    """``(B,)``, float32."""
 
 
 @dataclass
 class PlaceValues:
-    """Clean and patch values at one place, aligned on the clean positions ``(B, T, ...)``."""
+    """Clean and patch values at one place, aligned on the clean positions ``(B, T, ...)``,
+    in the model's dtype; their deltas are float32."""
 
     clean_features: torch.Tensor
     patch_features: torch.Tensor
@@ -45,11 +56,11 @@ class PlaceValues:
 
     @property
     def delta_features(self) -> torch.Tensor:
-        return self.patch_features - self.clean_features
+        return self.patch_features.float() - self.clean_features.float()
 
     @property
     def delta_error(self) -> torch.Tensor:
-        return self.patch_error - self.clean_error
+        return self.patch_error.float() - self.clean_error.float()
 
     def stored(self) -> PlaceValues:
         """The same values on the CPU, features as sparse COO tensors (most entries are 0)."""
@@ -91,7 +102,9 @@ class Runner:
         check_dictionaries(adapter, dictionaries)
         self.model, self.adapter, self.metric = model, adapter, metric
         self.places = adapter.sort(dictionaries)
-        self.dictionaries = {place: dictionaries[place] for place in self.places}
+        self.dictionaries = cast_dictionaries(
+            {place: dictionaries[place] for place in self.places}, adapter.dtype
+        )
         self.trace_kwargs = adapter.forward_kwargs(
             last_position_only=getattr(metric, "last_position_only", False)
         )
@@ -126,7 +139,7 @@ class Runner:
                 edit_features=edit_features,
                 edit_error=edit_error,
             )
-            value = nnsight.save(metric(model, adapter, batch.to(self.device)))
+            value = nnsight.save(metric(model, adapter, batch.to(self.device)).float())
         return SplicedRun(spliced, value)
 
     def upstream_cache(self, ids: torch.Tensor, layers: int) -> list[torch.Tensor]:

@@ -7,6 +7,12 @@ At each spliced place the activation ``x`` is replaced by ``x_hat + err``:
    requires grad, so ``d metric / d features`` and ``d metric / d error`` are read directly;
 3. write ``decode(features) + error`` back. The value equals ``x`` up to rounding.
 
+The dictionary computes in its own dtype (the input is cast to it); ``cast_dictionaries`` gives
+copies in the model's dtype, as ``Runner`` uses them. The error and the value written back are
+float32, cast to the activation's dtype as they are written (float32 under mixed precision,
+``circuits.model.mixed_precision``): the spliced forward pass is then the model's own up to
+float32 rounding, whatever the dictionary's dtype.
+
 Two gradient modes:
 
 - default (``hold_fixed=False``): the written value also carries ``x - x.detach()``, a zero
@@ -20,6 +26,7 @@ Two gradient modes:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -29,7 +36,7 @@ import torch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
-__all__ = ["SplicedPlace", "splice", "check_dictionaries"]
+__all__ = ["SplicedPlace", "splice", "check_dictionaries", "cast_dictionaries"]
 
 Edit = Callable[[str, torch.Tensor], torch.Tensor]
 """``(place, tensor) -> tensor`` of the same shape: changes features ``(B, T, d_sae)`` before
@@ -47,7 +54,7 @@ class SplicedPlace:
     features: torch.Tensor
     """Leaf ``(B, T, d_sae)``; its gradient is ``d metric / d features``."""
     error: torch.Tensor
-    """Leaf ``(B, T, d_out)``: what the dictionary does not reconstruct."""
+    """Leaf ``(B, T, d_out)``, float32: what the dictionary does not reconstruct."""
     output: torch.Tensor
     """What replaced the activation, ``(B, T, d_out)``."""
     upstream_features: torch.Tensor | None = None
@@ -75,6 +82,17 @@ def check_dictionaries(adapter: ModelAdapter, dictionaries: Mapping[str, Diction
                 )
 
 
+def cast_dictionaries(
+    dictionaries: Mapping[str, Dictionary], dtype: torch.dtype
+) -> dict[str, Dictionary]:
+    """The dictionaries computing in ``dtype``: those already in it as they are, the others as
+    copies cast to it (the caller's dictionaries are left alone)."""
+    return {
+        place: d if d.dtype == dtype else copy.deepcopy(d).to(dtype)
+        for place, d in dictionaries.items()
+    }
+
+
 def _splice_one(
     place: str,
     dictionary: Dictionary,
@@ -85,19 +103,24 @@ def _splice_one(
     edit_features: Edit | None,
     edit_error: Edit | None,
 ) -> SplicedPlace:
-    """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d))."""
+    """``x`` the dictionary's input, ``target`` the activation it replaces (both (B, T, d)).
+
+    The dictionary computes in its dtype; the error and the sum written back are float32, so
+    that the written value is ``target`` again up to float32 rounding whatever that dtype is
+    (in bfloat16 the error, a difference of two close values, would lose most of its
+    digits)."""
     x_in = x.to(dictionary.dtype)
-    target_in = target.to(dictionary.dtype)
     upstream_features = dictionary.encode(x_in)
     skip = dictionary.skip_term(x_in)
-    if skip is not None:
-        target_in = target_in - skip  # what the sparse part and the error must add up to
+    skip = None if skip is None else skip.float()
+    # what the sparse part and the error must add up to
+    rest = target.float() if skip is None else target.float() - skip
     features = upstream_features.detach().requires_grad_(True)
-    x_hat = dictionary.decode(features)
-    error = (target_in - x_hat).detach().requires_grad_(True)
-    upstream_error = target_in - dictionary.decode(upstream_features) if hold_fixed else None
+    x_hat = dictionary.decode(features).float()
+    error = (rest - x_hat).detach().requires_grad_(True)
+    upstream_error = rest - dictionary.decode(upstream_features).float() if hold_fixed else None
     if edit_features is not None:
-        x_hat = dictionary.decode(edit_features(place, features))
+        x_hat = dictionary.decode(edit_features(place, features)).float()
     output = x_hat + (error if edit_error is None else edit_error(place, error))
     if skip is not None:
         output = output + (skip if hold_fixed else skip.detach())

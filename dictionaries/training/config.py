@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sparse_circuits.errors import ConfigError
+from sparse_circuits.precision import PRECISIONS, Precision
 
 __all__ = ["TrainConfig", "TrainConfigError"]
 
@@ -63,6 +64,10 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Save a resumable checkpoint every this many steps; 0 = only at the end."""
     log_every: int = 10
+    precision: Precision = "auto"
+    """Arithmetic of the dictionary's forward and backward (``sparse_circuits.precision``):
+    ``bfloat16`` runs the large products in bfloat16 on float32 master weights, with losses
+    and optimiser state in float32; ``auto`` picks it where the hardware is fast at it."""
 
     def __post_init__(self) -> None:
         def need(condition: bool, message: str) -> None:
@@ -78,6 +83,10 @@ class TrainConfig:
         need(
             self.dead_after_tokens is None or self.dead_after_tokens > 0,
             f"dead_after_tokens must be positive, got {self.dead_after_tokens}",
+        )
+        need(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
         need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
         need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")

@@ -25,13 +25,14 @@ from sparse_circuits.dictionaries.training.objective import (
 class GatedObjective(Objective):
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepOutput:
         dictionary = self.dictionary
-        pi_gate_NF = dictionary.pre_activation(x)
-        f_NF = dictionary.activation(pi_gate_NF)
-        y_hat = dictionary.reconstruct(f_NF, x)
+        with self.autocast():
+            pi_gate_NF = dictionary.pre_activation(x)
+            f_NF = dictionary.activation(pi_gate_NF)
+            y_hat = dictionary.reconstruct(f_NF, x)
+            gate_NF = torch.relu(pi_gate_NF)
+            y_gate = gate_NF @ dictionary.W_dec.detach() + dictionary.b_dec.detach()
         mse = squared_error(y, y_hat)
-        gate_NF = torch.relu(pi_gate_NF)
-        sparsity = (gate_NF * dictionary.W_dec.norm(dim=-1)).sum(-1).mean()
-        y_gate = gate_NF @ dictionary.W_dec.detach() + dictionary.b_dec.detach()
+        sparsity = (gate_NF.float() * dictionary.W_dec.norm(dim=-1)).sum(-1).mean()
         aux = squared_error(y, y_gate)
         lam = self.config.sparsity_coefficient * self.config.sparsity_scale(step)
         active = f_NF > 0

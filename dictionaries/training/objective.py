@@ -6,18 +6,24 @@ An ``Objective`` owns one dictionary being trained. Per step the trainer calls
 steps the optimiser, then ``after_optimizer_step()`` (projections). ``x`` is what the dictionary
 reads and ``y`` what it reconstructs (``y is x`` for an SAE, another place for a transcoder),
 both ``(N, d)`` and already normalised.
+
+Mixed precision: the dictionary's parameters are float32 master weights; with
+``compute_dtype`` bfloat16 the objective runs its large products in bfloat16 (``autocast``
+for the dense architectures, the sparse ops' ``compute_dtype`` for TopK) and computes its
+losses in float32.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.distributed as dist
 
 from sparse_circuits.dictionaries.base import Dictionary
 from sparse_circuits.dictionaries.training.config import TrainConfig
+from sparse_circuits.precision import ResolvedPrecision
 
 __all__ = ["Objective", "StepOutput", "OBJECTIVES", "register_objective", "geometric_median"]
 
@@ -71,11 +77,37 @@ class Objective(ABC):
     unit_norm_decoder: bool = True
     """Keep decoder rows unit-norm: remove the gradient's component along each row before the
     step, renormalise after (Gao et al. 2024; Bricken et al. 2023)."""
+    float32_only: ClassVar[str | None] = None
+    """Why this objective trains in float32 whatever the precision setting, if it does."""
 
-    def __init__(self, dictionary: Dictionary, config: TrainConfig) -> None:
+    def __init__(
+        self,
+        dictionary: Dictionary,
+        config: TrainConfig,
+        *,
+        compute_dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.dictionary = dictionary
         self.config = config
+        self.compute_dtype = compute_dtype
+        """Dtype of the forward's large products; the parameters stay in their own."""
         self.tokens_since_fired = torch.zeros(dictionary.d_sae, dtype=torch.long)
+
+    @classmethod
+    def precision_for(cls, resolved: ResolvedPrecision) -> ResolvedPrecision:
+        """``resolved``, or float32 with the reason when this objective needs it."""
+        if cls.float32_only is None or not resolved.is_bfloat16:
+            return resolved
+        return ResolvedPrecision(resolved.asked, "float32", f"float32: {cls.float32_only}")
+
+    def autocast(self) -> torch.autocast:
+        """Context in which the products of float32 parameters run in ``compute_dtype``
+        (``torch.autocast``; a no-op in float32). Losses are computed outside it."""
+        return torch.autocast(
+            self.dictionary.device.type,
+            dtype=self.compute_dtype,
+            enabled=self.compute_dtype != torch.float32,
+        )
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -98,9 +130,9 @@ class Objective(ABC):
     def before_optimizer_step(self) -> None:
         if self.unit_norm_decoder and self.dictionary.W_dec.grad is not None:
             W_dec_FD = self.dictionary.W_dec
-            with torch.no_grad():
-                parallel_F = (W_dec_FD.grad * W_dec_FD).sum(-1, keepdim=True)
-                W_dec_FD.grad -= parallel_F * W_dec_FD
+            with torch.no_grad():  # in place, no (d_sae, d_out) temporary: 2x faster on a CPU
+                parallel_F = torch.linalg.vecdot(W_dec_FD.grad, W_dec_FD)
+                W_dec_FD.grad.addcmul_(parallel_F[:, None], W_dec_FD, value=-1)
 
     def after_optimizer_step(self) -> None:
         if self.unit_norm_decoder:
@@ -135,5 +167,6 @@ class Objective(ABC):
 
 
 def squared_error(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
-    """Mean over tokens of the summed squared error, ``(N, d) -> ()``."""
-    return (y - y_hat).pow(2).sum(-1).mean()
+    """Mean over tokens of the summed squared error, ``(N, d) -> ()``, in ``y``'s dtype (the
+    float32 data under mixed precision)."""
+    return (y - y_hat.to(y.dtype)).pow(2).sum(-1).mean()

@@ -22,17 +22,18 @@ from sparse_circuits.dictionaries.training.objective import (
 
 @register_objective("relu")
 class ReluObjective(Objective):
-    def __init__(self, dictionary, config) -> None:
-        super().__init__(dictionary, config)
+    def __init__(self, dictionary, config, **options) -> None:
+        super().__init__(dictionary, config, **options)
         self.unit_norm_decoder = config.decoder_norm == "unit"
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepOutput:
         dictionary = self.dictionary
-        f_NF = dictionary.encode(x)
-        y_hat = dictionary.reconstruct(f_NF, x)
+        with self.autocast():
+            f_NF = dictionary.encode(x)
+            y_hat = dictionary.reconstruct(f_NF, x)
         mse = squared_error(y, y_hat)
         decoder_norm_F = dictionary.W_dec.norm(dim=-1)
-        l1 = (f_NF * decoder_norm_F).sum(-1).mean()
+        l1 = (f_NF.float() * decoder_norm_F).sum(-1).mean()
         loss = mse + self.config.sparsity_coefficient * self.config.sparsity_scale(step) * l1
         active = f_NF > 0
         return StepOutput(loss, mse.detach(), active.sum(-1).float().mean(), active.any(0))

@@ -12,8 +12,9 @@ tensor besides the encoder's pre-activations:
 
 Costs per step, for ``N`` tokens, ``d_in = d_out = D`` and ``d_sae = F``:
 
-- encoder forward: the dense ``N x D x F`` product, then the top-k selection (on the CPU a
-  block-wise selection, see ``row_topk``, that reads the pre-activations about once);
+- encoder forward: the dense ``N x D x F`` product and the top-k selection, on the CPU by
+  slices of 512 tokens whose pre-activations are selected while in cache (``_product_topk``;
+  a block-wise selection, see ``row_topk``, that reads them about once);
 - encoder backward: ``dW_enc = x_c^T @ G`` with ``G`` the ``(N, F)`` gradient of the
   pre-activations, which has only ``N * k`` non-zeros: ``O(N k D)``, plus ``O(F D)`` to write
   the dense ``dW_enc``; ``db_enc`` and ``db_dec = -W_enc @ db_enc`` are ``O(N k + F D)``;
@@ -23,7 +24,8 @@ Costs per step, for ``N`` tokens, ``d_in = d_out = D`` and ``d_sae = F``:
 The scatters (``sum over pairs of weight * row`` into ``F`` rows) and the decoder's gradient
 for ``values`` (a dot product per pair) run on the CPU as sparse CSR kernels over the pairs
 sorted by latent: MKL's CSR x dense product and ``torch.sparse.sampled_addmm``, in float32 or
-float64 (bfloat16 is computed in float32 by blocks of latents: MKL has no bfloat16). Measured
+float64 (bfloat16 is computed in float32 by blocks of latents: MKL has no bfloat16, see
+below). Measured
 on 2 cores at N 4096, D 576, F 16384, k 32, for one ``(F, D)`` scatter: ``index_add_`` by
 chunks 43 ms, ``torch.sparse.mm`` on COO 25-36 ms, ``embedding_bag``'s own backward 20-230 ms,
 ``torch.mm`` on CSR 11 ms, the bare MKL call (``addmm`` into its own output) 3 ms; for the
@@ -34,6 +36,20 @@ which CUDA has in float32 and bfloat16.
 
 Training step, same shapes, float32 with Adam (``benchmarks/train_throughput.py``): about
 0.85x the tokens/s of the bare ``x @ W_enc``, against 0.16x for dense autograd.
+
+bfloat16. With ``compute_dtype=torch.bfloat16`` on float32 master weights (mixed-precision
+training, ``benchmarks/precision.py``) only the encoder product and its selection run in
+bfloat16, where oneDNN's AVX512-BF16/AMX kernels accumulate in float32; everything after
+touches ``N * k`` pairs and runs in float32 on the master weights, so the gradients come out
+in float32 with no conversion of an ``(F, D)`` matrix. The pair kernels do ``O(N k D)`` work
+on memory they read about once, which bfloat16 dot products do not speed up; measured for
+bfloat16 operands, medians on 1 core of a loaded machine (ms): ``pair_dots`` float32 CSR on a
+float32 ``W_dec`` 139, bfloat16 ``W_dec`` converted by blocks 169, converted whole 196,
+gathered rows + ``bmm`` in bfloat16 (oneDNN) 369, the dense bfloat16 product then a gather
+about 10x the CSR; an ``(F, D)`` scatter: float32 CSR 230, bfloat16 by blocks 152, converted
+whole 230, ``index_add_`` in bfloat16 594; transposed 261, 250, 287, 812. So bfloat16
+operands take the float32 CSR kernels by blocks of latents (their bfloat16 path), and mixed
+precision keeps them off it.
 
 ``x`` is data: the ops give no gradient for it (they refuse an ``x`` that needs one).
 """
@@ -275,6 +291,32 @@ def pair_dots(
     return out_NK
 
 
+def _product_topk(
+    b_F: torch.Tensor, x_ND: torch.Tensor, W_DF: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``row_topk(b + x @ W, k)``; on the CPU by slices of ``_TOPK_ROWS`` tokens.
+
+    Each slice's pre-activations are selected while they are still in cache, and one
+    slice-sized buffer serves every slice: a fresh ``(N, F)`` product, the step's largest
+    temporary, would come from the system and page-fault in at every step. Measured on 1 core
+    of a loaded machine at N 4096, D 576, F 16384: 2.04 s in bfloat16 against 2.36 s for the
+    whole product then ``row_topk``, and 2.03 s for the bare product ``x @ W``; float32 4.66
+    against 5.33 s. GPUs take the product whole.
+    """
+    n = x_ND.shape[0]
+    rows = _TOPK_ROWS if x_ND.device.type == "cpu" else n
+    if n <= rows:
+        return row_topk(torch.addmm(b_F, x_ND, W_DF), k)
+    values_NK = x_ND.new_empty(n, k)
+    indices_NK = torch.empty(n, k, dtype=torch.int64, device=x_ND.device)
+    buffer_RF = x_ND.new_empty(rows, W_DF.shape[1])
+    for start in range(0, n, rows):
+        part = slice(start, start + rows)
+        pre_RF = torch.addmm(b_F, x_ND[part], W_DF, out=buffer_RF[: min(rows, n - start)])
+        values_NK[part], indices_NK[part] = row_topk(pre_RF, k)
+    return values_NK, indices_NK
+
+
 def _batch_select(pre_NF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k * N`` largest entries of the batch, as ``(N, k_max)`` values and indices.
 
@@ -302,15 +344,17 @@ class _SparseEncode(torch.autograd.Function):
     """Encoder with a top-k rule; the backward touches only the kept (token, latent) pairs."""
 
     @staticmethod
-    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch):
+    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
         x_c_ND = x_ND if b_dec_D is None else x_ND - b_dec_D
-        pre_NF = torch.addmm(b_enc_F, x_c_ND, W_enc_DF)
+        operands = (b_enc_F, x_c_ND, W_enc_DF)
+        if compute_dtype != W_enc_DF.dtype:  # e.g. bfloat16 on float32 master weights
+            operands = tuple(t.to(compute_dtype) for t in operands)
         if batch:
-            values_NK, indices_NK = _batch_select(pre_NF, k)
+            values_NK, indices_NK = _batch_select(torch.addmm(*operands), k)
         else:
-            values_NK, indices_NK = row_topk(pre_NF, k)
-        del pre_NF
-        values_NK = values_NK.clamp_min_(0)
+            values_NK, indices_NK = _product_topk(*operands, k)
+        del operands
+        values_NK = values_NK.to(W_enc_DF.dtype).clamp_min_(0)
         ctx.mark_non_differentiable(indices_NK)
         ctx.save_for_backward(x_c_ND, W_enc_DF, values_NK, indices_NK)
         ctx.n_latents = W_enc_DF.shape[1]
@@ -319,7 +363,7 @@ class _SparseEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_values_NK, _grad_indices):
         x_c_ND, W_enc_DF, values_NK, indices_NK = ctx.saved_tensors
-        _, need_W_enc, need_b_enc, need_b_dec, _, _ = ctx.needs_input_grad
+        _, need_W_enc, need_b_enc, need_b_dec, _, _, _ = ctx.needs_input_grad
         # d pre at the kept pairs; ReLU passes gradient where the value is positive only.
         grad_NK = grad_values_NK * (values_NK > 0)
         grad_W_enc = grad_b_enc = grad_b_dec = None
@@ -335,7 +379,7 @@ class _SparseEncode(torch.autograd.Function):
                 grad_b_enc = sum_F
             if need_b_dec:  # pre = (x - b_dec) @ W_enc + ...: d b_dec = -W_enc @ sum_n G[n]
                 grad_b_dec = -torch.mv(W_enc_DF, sum_F)
-        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None
+        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -371,7 +415,7 @@ class _SparseDecode(torch.autograd.Function):
         return grad_values, None, grad_W_dec, grad_b_dec
 
 
-def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch):
+def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
     if torch.is_grad_enabled() and x.requires_grad:
         raise ValueError(
             "the sparse encoders give no gradient for x; pass x.detach() "
@@ -382,8 +426,13 @@ def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch):
         raise ValueError(f"x has width {x.shape[-1]}, W_enc expects {d_in}")
     if not 0 < k <= d_sae:
         raise ValueError(f"need 0 < k <= d_sae ({d_sae}), got k={k}")
+    if compute_dtype is not None and not compute_dtype.is_floating_point:
+        raise ValueError(f"compute_dtype must be a floating-point dtype, got {compute_dtype}")
     lead = x.shape[:-1]
-    values, indices = _SparseEncode.apply(x.reshape(-1, d_in), W_enc_DF, b_enc_F, b_dec_D, k, batch)
+    x_ND = x.reshape(-1, d_in).to(W_enc_DF.dtype)
+    values, indices = _SparseEncode.apply(
+        x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype or W_enc_DF.dtype
+    )
     return values.view(*lead, -1), indices.view(*lead, -1)
 
 
@@ -393,6 +442,8 @@ def topk_encode(
     b_enc_F: torch.Tensor,
     b_dec_D: torch.Tensor | None,
     k: int,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TopK codes of ``x_ND`` (``(..., d_in)``): ``values (..., k)``, ``indices (..., k)``.
 
@@ -400,8 +451,14 @@ def topk_encode(
     ``k`` largest pre-activations, in no particular order, through a ReLU (so a value can be 0).
     Differentiable in ``W_enc``, ``b_enc`` and ``b_dec``; ``indices`` (int64) are not, and
     ``x`` gets no gradient. The dense code is ``zeros(d_sae).scatter(-1, indices, values)``.
+
+    ``compute_dtype`` (default ``W_enc``'s) is the dtype of the product and the selection:
+    bfloat16 on float32 master weights is mixed precision, with the operands cast for the
+    product only (its sums accumulate in float32 inside the kernel). ``x`` is cast to ``W_enc``'s
+    dtype; ``values`` come back in it and every gradient in its parameter's dtype, computed
+    from the kept pairs by the float32 kernels.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch=False)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, False, compute_dtype)
 
 
 def batch_topk_encode(
@@ -410,6 +467,8 @@ def batch_topk_encode(
     b_enc_F: torch.Tensor,
     b_dec_D: torch.Tensor | None,
     k: int,
+    *,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """BatchTopK codes: the ``k * n_tokens`` largest pre-activations of the whole batch.
 
@@ -420,8 +479,9 @@ def batch_topk_encode(
     0, which ``sparse_decode`` and every gradient treat as absent (the dense code is
     ``zeros(d_sae).scatter_add(-1, indices, values)``: ``scatter`` could let a padding 0
     overwrite a kept latent 0). Finding ``k_max`` reads one number back from the device.
+    ``compute_dtype`` as in ``topk_encode``.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch=True)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, True, compute_dtype)
 
 
 def sparse_decode(
@@ -434,12 +494,14 @@ def sparse_decode(
 
     Takes the codes of ``topk_encode`` or ``batch_topk_encode``. Differentiable in ``values``,
     ``W_dec`` and ``b_dec`` at ``O(N k d_out)`` cost (plus writing the dense ``W_dec``
-    gradient); ``b_dec=None`` adds no bias.
+    gradient); ``b_dec=None`` adds no bias. Computes in ``W_dec``'s dtype (``values`` are cast
+    to it): each output is a sum of only ``k`` rows, so float32 master weights cost little here.
     """
     lead = values_NK.shape[:-1]
     if indices_NK.shape != values_NK.shape:
         raise ValueError(f"values {tuple(values_NK.shape)} != indices {tuple(indices_NK.shape)}")
     k = values_NK.shape[-1]
+    values_NK = values_NK.to(W_dec_FD.dtype)
     x_hat = _SparseDecode.apply(
         values_NK.reshape(-1, k), indices_NK.reshape(-1, k), W_dec_FD, b_dec_D
     )

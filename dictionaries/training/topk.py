@@ -42,7 +42,7 @@ class TopKObjective(Objective):
         """``(N, d_in) -> values (N, k), indices (N, k)``."""
         d = self.dictionary
         b_dec = d.b_dec if d.config.center_input else None
-        return topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k)
+        return topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k, compute_dtype=self.compute_dtype)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepOutput:
         d = self.dictionary
@@ -70,7 +70,9 @@ class TopKObjective(Objective):
         k_aux = min(self.config.auxk_k or d.d_in // 2, len(dead_G))
         b_dec = d.b_dec if d.config.center_input else None
         # the dead latents' encoder columns only; the sparse op's backward touches the kept pairs
-        values_NK, which_NK = topk_encode(x, d.W_enc[:, dead_G], d.b_enc[dead_G], b_dec, k_aux)
+        values_NK, which_NK = topk_encode(
+            x, d.W_enc[:, dead_G], d.b_enc[dead_G], b_dec, k_aux, compute_dtype=self.compute_dtype
+        )
         residual_hat = sparse_decode(values_NK, dead_G[which_NK], d.W_dec, None)
         return squared_error(residual_ND, residual_hat) / total_variance(residual_ND)
 
@@ -85,7 +87,9 @@ class BatchTopKObjective(TopKObjective):
     def encode_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.dictionary
         b_dec = d.b_dec if d.config.center_input else None
-        values_NK, indices_NK = batch_topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k)
+        values_NK, indices_NK = batch_topk_encode(
+            x, d.W_enc, d.b_enc, b_dec, d.config.k, compute_dtype=self.compute_dtype
+        )
         kept = values_NK[values_NK > 0]
         if len(kept):
             with torch.no_grad():

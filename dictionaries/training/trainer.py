@@ -1,8 +1,9 @@
 """Train a sparse dictionary on a stream of activations.
 
-1. Build the dictionary (seeded, so every data-parallel rank starts identical), or restore it,
-   the optimiser, the objective's counters, the source's position and the RNG states from the
-   checkpoint when resuming.
+1. Resolve the precision (``config.precision`` on the training device, say which on stderr).
+   Build the dictionary (seeded, so every data-parallel rank starts identical; float32 master
+   weights in every precision), or restore it, the optimiser, the objective's counters, the
+   source's position and the RNG states from the checkpoint when resuming.
 2. On a fresh run, estimate the input scale that gives mean squared norm ``d_in`` (Anthropic,
    April 2024 update) from a first batch, and let the objective initialise from it (``b_dec`` at
    the geometric median, Gao et al. 2024).
@@ -11,7 +12,8 @@
    step Adam at the scheduled learning rate, re-project, update the dead-latent counters.
 4. Every ``checkpoint_every`` steps write a resumable checkpoint, atomically.
 5. At the end fold the input scale back into the weights and save the dictionary with its
-   training settings; the saved dictionary takes unscaled activations.
+   training settings (the resolved precision among them); the saved dictionary takes unscaled
+   activations.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sparse_circuits.dictionaries.training.objective import OBJECTIVES, Objectiv
 from sparse_circuits.dictionaries.training.sources import ActivationSource
 from sparse_circuits.distributed import rank_and_world
 from sparse_circuits.files import atomic_path
+from sparse_circuits.precision import announce_precision, resolve_precision
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -188,9 +191,19 @@ class DictionaryTrainer:
         self.source, self.config = source, config
         self.dictionary = _new_dictionary(config, source, meta).to(device or _device())
         self.dictionary.train()
-        self.objective: Objective = OBJECTIVES[config.arch](self.dictionary, config)
+        objective_class = OBJECTIVES[config.arch]
+        resolved = resolve_precision(config.precision, self.dictionary.device)
+        self.precision = objective_class.precision_for(resolved)
+        announce_precision(self.precision)
+        self.objective: Objective = objective_class(
+            self.dictionary, config, compute_dtype=self.precision.compute_dtype
+        )
         self.optimizer = torch.optim.Adam(
-            self.objective.parameters(), lr=config.peak_lr, betas=(0.9, 0.999)
+            self.objective.parameters(),
+            lr=config.peak_lr,
+            betas=(0.9, 0.999),
+            # one kernel for all parameters: 7x faster than the default loop on a CPU
+            fused=self.dictionary.device.type in ("cpu", "cuda"),
         )
         self.checkpoint_path = self.out_dir / CHECKPOINT_FILE if self.out_dir else None
         self.seconds = 0.0
@@ -297,6 +310,7 @@ class DictionaryTrainer:
             "output_scale": float(self.out_scale),
             "tokens": config.steps * config.batch_size,
             "data_parallel_ranks": self.world,
+            "precision": self.precision.to_json(),
             "seconds": round(self.seconds, 1),
             "history": self.history[-5:],
         }

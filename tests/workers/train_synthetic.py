@@ -1,6 +1,7 @@
 """Train a TopK SAE on synthetic activations; run directly, or under torchrun for data parallel.
 
 python tests/workers/train_synthetic.py OUT [--resume] [--steps N] [--checkpoint-every N]
+    [--precision auto|float32|bfloat16]
 """
 
 import argparse
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--arch", default="topk")
+    parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rank, world = init_distributed("cpu")
@@ -37,6 +39,7 @@ def main() -> None:
         warmup_steps=5,
         checkpoint_every=args.checkpoint_every,
         dead_after_tokens=2048,
+        precision=args.precision,
     )
     train_dictionary(source, config, out_dir=args.out, resume=args.resume, progress=False)
 
