@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from sparse_circuits.dictionaries import DictionaryError, detect_format, load_dictionary
+from sparse_circuits.dictionaries.sets import list_dictionary_set, load_dictionary_set
 
 D, S, TOL = 8, 16, 1e-5
 
@@ -697,3 +698,122 @@ def test_circuit_tracer_bad_files(tmp_path):
     raises_naming(tmp_path / "layer_6.safetensors", "layer_6.safetensors")
 
     raises_naming(tmp_path, "layer_1.safetensors")  # a folder with several layer files
+
+
+def tracer_topk_forward(w: dict, x: torch.Tensor, k: int):
+    """``SingleLayerTranscoder`` with ``TopK(k)``: the k largest pre-activations keep their sign."""
+    pre = F.linear(x, w["W_enc"], w["b_enc"])
+    f = dense_topk(pre, k)
+    return f, f @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T
+
+
+def tracer_set(folder: Path, layers: int, config: str | None = None, **weights) -> list[dict]:
+    """A ``TranscoderSet.to_safetensors`` folder: ``layer_0 ... layer_{layers-1}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    states = [tracer_weights(**weights) for _ in range(layers)]
+    for layer, state in enumerate(states):
+        save_file(state, str(folder / f"layer_{layer}.safetensors"))
+    if config is not None:
+        (folder / "config.yaml").write_text(config)
+    return states
+
+
+def test_circuit_tracer_folder_is_a_dictionary_set(tmp_path):
+    states = tracer_set(tmp_path / "set", 3, "model_kind: transcoder_set\nmodel_name: gpt2\n")
+    assert list_dictionary_set(tmp_path / "set") == ["mlp.0", "mlp.1", "mlp.2"]
+    dictionaries = load_dictionary_set(tmp_path / "set")
+    x = inputs()
+    for layer, state in enumerate(states):
+        dictionary = dictionaries[f"mlp.{layer}"]
+        f, x_hat = tracer_forward(state, x)
+        with torch.no_grad():
+            torch.testing.assert_close(dictionary.encode(x), f, atol=TOL, rtol=0)
+            torch.testing.assert_close(dictionary(x).x_hat, x_hat, atol=TOL, rtol=0)
+        config = dictionary.config
+        assert (config.place, config.writes, config.model) == (
+            f"mlp_in.{layer}",
+            f"mlp.{layer}",
+            "gpt2",
+        )
+    with pytest.raises(
+        DictionaryError, match="holds 3 layer files .* read it with load_dictionary_set"
+    ):
+        load_dictionary(tmp_path / "set")
+
+
+def test_circuit_tracer_topk_takes_k_from_config_yaml(tmp_path):
+    config = "feature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\nk: 3\n"
+    states = tracer_set(tmp_path / "set", 2, config, threshold=False)
+    states[1]["b_enc"] -= 6.0  # most pre-activations negative: some of the top 3 are too
+    save_file(states[1], str(tmp_path / "set" / "layer_1.safetensors"))
+    dictionary = load_dictionary_set(tmp_path / "set")["mlp.1"]
+    assert dictionary.arch == "topk" and dictionary.config.k == 3 and dictionary.config.signed
+    x = inputs()
+    f, x_hat = tracer_topk_forward(states[1], x, 3)
+    assert (f < 0).any()  # the signed top-k really differs from a ReLU'd one here
+    with torch.no_grad():
+        torch.testing.assert_close(dictionary.encode(x), f, atol=TOL, rtol=0)
+        torch.testing.assert_close(dictionary(x).x_hat, x_hat, atol=TOL, rtol=0)
+
+    save_file({**states[0], "k": torch.tensor(5)}, str(tmp_path / "set" / "layer_0.safetensors"))
+    with pytest.raises(
+        DictionaryError, match=r"layer_0.safetensors: k is 5, .*config.yaml says k=3"
+    ):
+        load_dictionary(tmp_path / "set" / "layer_0.safetensors")
+
+
+def test_circuit_tracer_relu_without_k_loads_with_a_warning(tmp_path):
+    tracer_set(tmp_path / "set", 1, threshold=False)
+    with pytest.warns(UserWarning, match="without a threshold load as ReLU.*put 'k: <k>'"):
+        dictionary = load_dictionary(tmp_path / "set" / "layer_0.safetensors")
+    assert dictionary.arch == "relu"
+
+
+def test_circuit_tracer_refusals(tmp_path):
+    tracer_set(tmp_path / "mid", 1, "feature_input_hook: hook_resid_mid\n")
+    with pytest.raises(DictionaryError, match="feature_input_hook 'hook_resid_mid' has no place"):
+        load_dictionary(tmp_path / "mid")
+    tracer_set(tmp_path / "clt_config", 1, "model_kind: cross_layer_transcoder\n")
+    with pytest.raises(DictionaryError, match="cross-layer transcoders are not supported"):
+        load_dictionary(tmp_path / "clt_config")
+    clt = tmp_path / "clt"
+    clt.mkdir()
+    save_file(
+        {"W_enc_0": randn(S, D), "b_enc_0": randn(S), "b_dec_0": randn(D)},
+        str(clt / "W_enc_0.safetensors"),
+    )
+    save_file({"W_dec_0": randn(S, 2, D)}, str(clt / "W_dec_0.safetensors"))
+    assert detect_format(clt) == "circuit_tracer"
+    with pytest.raises(DictionaryError, match="cross-layer transcoder"):
+        load_dictionary(clt)
+    tracer_set(tmp_path / "bad_k", 1, "k: -2\n")
+    with pytest.raises(DictionaryError, match="config.yaml: k must be a positive integer"):
+        load_dictionary(tmp_path / "bad_k")
+    tracer_set(tmp_path / "bad_yaml", 1, "k: [\n")
+    with pytest.raises(DictionaryError, match="config.yaml: not valid YAML"):
+        load_dictionary(tmp_path / "bad_yaml")
+
+
+@pytest.mark.parametrize("fmt", ["saelens", "sparsify", "circuit_tracer"])
+def test_bfloat16_files_keep_their_dtype(tmp_path, fmt):
+    if fmt == "saelens":
+        w = standard_weights()
+        folder = saelens_folder(
+            tmp_path,
+            {k: v.bfloat16() for k, v in w.items()},
+            saelens_cfg("standard", "blocks.0.hook_resid_post"),
+        )
+    elif fmt == "sparsify":
+        w = sparsify_weights()
+        folder = sparsify_folder(
+            tmp_path, "layers.0", {k: v.bfloat16() for k, v in w.items()}, sparsify_cfg()
+        )
+    else:
+        w = tracer_weights()
+        folder = tmp_path / "layer_0.safetensors"
+        save_file({k: v.bfloat16() for k, v in w.items()}, str(folder))
+    dictionary = load_dictionary(folder)
+    assert dictionary.dtype == torch.bfloat16
+    assert {p.dtype for p in dictionary.parameters()} == {torch.bfloat16}
+    assert torch.equal(dictionary.W_dec, w["W_dec"].bfloat16())  # the stored values, as stored
+    assert load_dictionary(folder, dtype=torch.float32).dtype == torch.float32

@@ -35,7 +35,7 @@ import torch
 
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import json_object
-from sparse_circuits.dictionaries.native import from_state_dict
+from sparse_circuits.dictionaries.native import from_state_dict, stored_dtype
 from sparse_circuits.files import read_safetensors
 
 CONFIG_FILE = "cfg.json"
@@ -75,6 +75,7 @@ def read(path: Path) -> Dictionary:
         raise DictionaryError(f"{cfg_path}: apply_b_dec_to_input={center!r} is not valid here")
 
     state = dict(read_safetensors(weights, DictionaryError))
+    dtype = stored_dtype(state)  # the folds below work in float32
     native = _native_weights(state, architecture, weights)
     if architecture == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
         _fold_decoder_norm(native, weights)
@@ -100,7 +101,7 @@ def read(path: Path) -> Dictionary:
         )
     except DictionaryError as error:
         raise DictionaryError(f"{cfg_path}: {error}") from None
-    return from_state_dict(config, native, source=str(weights))
+    return from_state_dict(config, native, source=str(weights), dtype=dtype)
 
 
 def _architecture(cfg: dict[str, Any], cfg_path: Path) -> str:
