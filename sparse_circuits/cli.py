@@ -640,7 +640,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", required=True, choices=["graphml", "html", "neuronpedia"]
     )
     export_parser.add_argument("--out", required=True, type=Path)
+
+    convert = sub.add_parser("convert", help="write a dictionary in another project's format")
+    convert.add_argument("dict", type=Path, help="dictionary folder (any readable format)")
+    convert.add_argument(
+        "--to", required=True, choices=["saelens", "dictionary_learning", "sparsify"]
+    )
+    convert.add_argument("out", type=Path, help="folder to write")
     return parser
+
+
+@command
+def cmd_convert(args: argparse.Namespace) -> int:
+    from sparse_circuits.dictionaries.convert import convert
+
+    print(convert(args.dict, args.to, args.out))
+    return 0
 
 
 def quiet_transformers() -> None:
