@@ -126,6 +126,11 @@ def test_dictionary_learning_autoencoder_new(tmp_path):
     f = F.relu(F.linear(x, enc_w, enc_b))
     dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w, dec_b))
     assert not dictionary.config.center_input and dictionary.config.place == "mlp.2"
+    # StandardTrainerAprilUpdate records dict_class "AutoEncoder" for the AutoEncoderNew it trains
+    mislabelled = dl_folder(tmp_path, state, dl_trainer("AutoEncoder"), name="april")
+    assert not check(
+        mislabelled, "dictionary_learning", x, f, F.linear(f, dec_w, dec_b)
+    ).config.center_input
 
 
 def test_dictionary_learning_gated(tmp_path):

@@ -74,6 +74,10 @@ def read(path: Path) -> Dictionary:
         raise DictionaryError(f"{path / CONFIG_FILE}: 'trainer' is not a JSON object")
 
     dict_class = block.get("dict_class") or _infer_class(state, weights)
+    if dict_class == "AutoEncoder" and "decoder.bias" in state and "bias" not in state:
+        # dictionary_learning's standard trainers record "AutoEncoder" whatever class they
+        # trained; these keys are AutoEncoderNew's (seen with 0.1.0's StandardTrainerAprilUpdate)
+        dict_class = "AutoEncoderNew"
     if dict_class not in _CONVERTERS:
         raise DictionaryError(
             f"{weights}: dictionary_learning class {dict_class!r} is not supported "
