@@ -774,29 +774,33 @@ def test_circuit_tracer_relu_without_k_loads_with_a_warning(tmp_path):
     assert dictionary.arch == "relu"
 
 
-def test_circuit_tracer_refusals(tmp_path):
-    tracer_set(tmp_path / "mid", 1, "feature_input_hook: hook_resid_mid\n")
-    with pytest.raises(DictionaryError, match="feature_input_hook 'hook_resid_mid' has no place"):
-        load_dictionary(tmp_path / "mid")
-    tracer_set(tmp_path / "clt_config", 1, "model_kind: cross_layer_transcoder\n")
-    with pytest.raises(DictionaryError, match="cross-layer transcoders are not supported"):
-        load_dictionary(tmp_path / "clt_config")
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "feature_input_hook: hook_resid_mid\n",
+            "feature_input_hook 'hook_resid_mid' has no place",
+        ),
+        ("model_kind: cross_layer_transcoder\n", "cross-layer transcoders are not supported"),
+        ("k: -2\n", "config.yaml: k must be a positive integer"),
+        ("k: [\n", "config.yaml: not valid YAML"),
+    ],
+)
+def test_circuit_tracer_config_refusals(tmp_path, config, message):
+    tracer_set(tmp_path / "set", 1, config)
+    with pytest.raises(DictionaryError, match=message):
+        load_dictionary(tmp_path / "set")
+
+
+def test_circuit_tracer_cross_layer_files_are_refused(tmp_path):
     clt = tmp_path / "clt"
     clt.mkdir()
-    save_file(
-        {"W_enc_0": randn(S, D), "b_enc_0": randn(S), "b_dec_0": randn(D)},
-        str(clt / "W_enc_0.safetensors"),
-    )
+    encoder = {"W_enc_0": randn(S, D), "b_enc_0": randn(S), "b_dec_0": randn(D)}
+    save_file(encoder, str(clt / "W_enc_0.safetensors"))
     save_file({"W_dec_0": randn(S, 2, D)}, str(clt / "W_dec_0.safetensors"))
     assert detect_format(clt) == "circuit_tracer"
     with pytest.raises(DictionaryError, match="cross-layer transcoder"):
         load_dictionary(clt)
-    tracer_set(tmp_path / "bad_k", 1, "k: -2\n")
-    with pytest.raises(DictionaryError, match="config.yaml: k must be a positive integer"):
-        load_dictionary(tmp_path / "bad_k")
-    tracer_set(tmp_path / "bad_yaml", 1, "k: [\n")
-    with pytest.raises(DictionaryError, match="config.yaml: not valid YAML"):
-        load_dictionary(tmp_path / "bad_yaml")
 
 
 @pytest.mark.parametrize("fmt", ["saelens", "sparsify", "circuit_tracer"])

@@ -72,27 +72,23 @@ PEERS = {
 # our dictionaries written for each peer: (case, architecture, config fields)
 SAE = {"place": "resid.2", "model": "smollm2-135m"}
 TRANSCODER = {"place": "mlp_in.2", "writes": "mlp.2", "center_input": False}
+SAES = [
+    ("relu", "relu", SAE),
+    ("relu-uncentred", "relu", {**SAE, "center_input": False}),
+    ("gated", "gated", SAE),
+    ("jumprelu", "jumprelu", SAE),
+    ("topk", "topk", SAE),
+    ("batchtopk", "batchtopk", SAE),
+]
 OURS = {
-    "saelens": [
-        ("relu", "relu", SAE),
-        ("relu-uncentred", "relu", {**SAE, "center_input": False}),
-        ("gated", "gated", SAE),
-        ("jumprelu", "jumprelu", SAE),
-        ("topk", "topk", SAE),
-        ("batchtopk", "batchtopk", SAE),
+    "saelens": SAES
+    + [
         ("relu-transcoder", "relu", {**TRANSCODER, "d_out": D_OUT}),
         ("relu-skip-transcoder", "relu", {**TRANSCODER, "skip": True}),
         ("jumprelu-skip-transcoder", "jumprelu", {**TRANSCODER, "d_out": D_OUT, "skip": True}),
         ("relu-bf16", "relu", {**SAE, "dtype": torch.bfloat16}),
     ],
-    "dictionary_learning": [
-        ("relu", "relu", SAE),
-        ("relu-uncentred", "relu", {**SAE, "center_input": False}),
-        ("gated", "gated", SAE),
-        ("jumprelu", "jumprelu", SAE),
-        ("topk", "topk", SAE),
-        ("batchtopk", "batchtopk", SAE),
-    ],
+    "dictionary_learning": SAES,
     "sparsify": [
         ("topk", "topk", SAE),
         ("topk-uncentred", "topk", {**SAE, "center_input": False}),
