@@ -21,7 +21,7 @@ from sparse_circuits.dictionaries import DictionaryError, detect_format, load_di
 from sparse_circuits.dictionaries.convert import convert
 
 from .conftest import random_dictionary
-from .test_formats import sparsify_forward
+from .reference import dense_topk, sparsify_forward
 
 D, S, TOL = 8, 16, 1e-5
 
@@ -38,8 +38,7 @@ def saelens_forward(folder: Path, x: torch.Tensor):
     else:
         pre = sae_in @ w["W_enc"] + w["b_enc"]
         if architecture == "topk":
-            top = pre.topk(cfg["k"], dim=-1)
-            f = torch.zeros_like(pre).scatter(-1, top.indices, top.values.relu())
+            f = dense_topk(pre, cfg["k"]).relu()
         elif "jumprelu" in architecture:
             f = F.relu(pre) * (pre > w["threshold"])
         else:
@@ -65,8 +64,7 @@ def dictionary_learning_forward(folder: Path, x: torch.Tensor):
     bias = w["bias"] if dict_class == "AutoEncoder" else w["b_dec"]
     pre = F.relu(F.linear(x - bias, w["encoder.weight"], w["encoder.bias"]))
     if dict_class == "AutoEncoderTopK":
-        top = pre.topk(int(w["k"]), dim=-1)
-        f = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+        f = dense_topk(pre, int(w["k"]))
     elif dict_class == "BatchTopKSAE":
         f = pre * (pre > w["threshold"])
     else:
@@ -186,17 +184,28 @@ def test_what_a_format_cannot_hold_is_refused_before_writing(tmp_path):
 
 def test_command_line_convert(tmp_path, capsys):
     dictionary = random_dictionary("jumprelu", D, S, seed=2, place="resid.1")
-    dictionary.save(tmp_path / "native")
+    native = dictionary.save(tmp_path / "native")
     out = tmp_path / "dl"
-    assert main(["convert", str(tmp_path / "native"), "--to", "dictionary_learning", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    assert main(["convert", str(native), "--to", "dictionary_learning", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"out": str(out), "format": "dictionary_learning"}
     x = torch.randn(6, D)
     with torch.no_grad():
         torch.testing.assert_close(load_dictionary(out).encode(x), dictionary.encode(x))
         peer_f, _ = dictionary_learning_forward(out, x)
     torch.testing.assert_close(peer_f, dictionary.encode(x), atol=TOL, rtol=0)
 
-    assert main(["convert", str(tmp_path / "native"), "--to", "sparsify", str(tmp_path / "s")]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: sparsify holds only topk dictionaries, not jumprelu"
+
+def test_command_line_convert_errors_name_the_file_and_the_flag(tmp_path, capsys):
+    native = random_dictionary("jumprelu", D, S, seed=2).save(tmp_path / "native")
+    assert main(["convert", str(native), "--to", "sparsify", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {native}: --to sparsify: sparsify holds only topk dictionaries, not jumprelu\n"
     )
+    missing = tmp_path / "missing"
+    assert main(["convert", str(missing), "--to", "saelens", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such file or folder\n"
+    with pytest.raises(SystemExit, match="^2$"):  # argparse's usage error
+        main(["convert", str(native), "--to", "gguf", str(tmp_path / "s")])
+    assert "argument --to: invalid choice: 'gguf'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

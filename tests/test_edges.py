@@ -10,15 +10,16 @@ import torch
 
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
 from sparse_circuits.circuits.discovery import edges as edges_module
-from sparse_circuits.circuits.discovery.attribution import node_effects
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import _pack, edge_effects
 from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeSelection
 from sparse_circuits.circuits.model.loading import wrap_model
+from sparse_circuits.circuits.model.runner import Runner
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES, capture
+from .reference import EXAMPLES, PLACES, capture, masked_nodes, run_frozen
 
-PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
 D_SAE = 24
 
 
@@ -40,35 +41,6 @@ def setup():
     selection = every_node(batch)
     edges = edge_effects(model, adapter, dictionaries, [batch], selection, progress=False)
     return model, adapter, dictionaries, batch, selection, edges
-
-
-def run_frozen(model, adapter, batch, frozen, replace=None):
-    """Plain-PyTorch run: every place in ``frozen`` outputs its given constant, ``replace``
-    maps a place to a function of what it computed giving what it outputs instead; returns
-    what every place computed (before any replacement) and the metric ``(B,)``."""
-    handles, store = [], {}
-    for place in PLACES:
-        site = adapter.site(place)
-
-        def hook(module, inputs, output, place=place, site=site):
-            current = output if site.index is None else output[site.index]
-            store[place] = current
-            value = None
-            if replace and place in replace:
-                value = replace[place](current)
-            elif place in frozen:
-                value = frozen[place]
-            if value is None:
-                return None
-            return value if site.index is None else (value, *output[1:])
-
-        handles.append(adapter.module(place).register_forward_hook(hook))
-    logits = model._module(batch.clean_ids).logits[:, -1]
-    for handle in handles:
-        handle.remove()
-    rows = torch.arange(len(batch))
-    metric = logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]
-    return store, metric
 
 
 class Perturbation:
@@ -180,16 +152,6 @@ EMPTY = [None, "resid.0", "mlp.1", "resid.2"]
 """Every node, or a random half with none at one place: at resid.0 the next place has no
 earlier node (the edge pass skips it); mlp.1 and resid.2 have earlier nodes but none of their
 own (they only pass their gradient back, which the edges into earlier places need)."""
-
-
-def masked_nodes(selection, place):
-    """The nodes a selection's masks hold, read off the masks (not ``NodeSelection.keys``)."""
-    f_mask, e_mask = selection.features[place].tolist(), selection.errors[place].tolist()
-    if selection.features[place].dim() == 1:
-        error = [(place, -1, -1)] if e_mask else []
-        return [(place, f, -1) for f, on in enumerate(f_mask) if on] + error
-    features = [(place, f, t) for t, row in enumerate(f_mask) for f, on in enumerate(row) if on]
-    return features + [(place, -1, t) for t, on in enumerate(e_mask) if on]
 
 
 def chosen_nodes(batch, aggregation, empty):
@@ -326,3 +288,61 @@ def test_pack_puts_nodes_active_in_different_examples_in_one_row():
     ]
     assert n_rows == 3  # row 0 carries the place's whole gradient
     assert _pack(torch.zeros(0, 2, dtype=torch.bool))[3] == 1
+    # without a row for the whole gradient, the same packing starts at row 0
+    j, b, row, n_rows = _pack(active_nB, first=0)
+    assert row.tolist() == [0, 0, 1, 1] and n_rows == 2
+    assert _pack(torch.zeros(0, 2, dtype=torch.bool), first=0)[3] == 0
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("method", ["attrib", "ig"])
+@pytest.mark.parametrize("aggregation", ["sum", "none"])
+def test_edges_from_the_node_pass_cache_equal_edges_from_scratch(method, aggregation, batched):
+    """The edge pass fed by the node pass's cache (its deltas; after attrib its total
+    gradients, so nothing is passed back) gives the edges of an edge pass on its own, over two
+    batches."""
+    model, adapter = tiny_model("llama", seed=5)
+    dictionaries = {
+        p: random_dictionary("topk", D_MODEL, D_SAE, seed=i) for i, p in enumerate(PLACES)
+    }
+    batch = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)[0]
+    config = AttributionConfig(method=method, aggregation=aggregation, batch_size=2)
+    cache = []
+    node_effects(model, adapter, dictionaries, [batch], config=config, cache=cache, progress=False)
+    assert len(cache) == 2 and (cache[0].totals is not None) == (method == "attrib")
+    selection = random_nodes(batch, aggregation, 0.5, empty=("attn.1",))
+    options = {"aggregation": aggregation, "batch_size": 2, "batched": batched, "progress": False}
+    fresh = edge_effects(model, adapter, dictionaries, [batch], selection, **options)
+    cached = edge_effects(model, adapter, dictionaries, [batch], selection, cache=cache, **options)
+    assert fresh and cached.keys() == fresh.keys()
+    for key, weight in fresh.items():
+        assert cached[key] == pytest.approx(weight, abs=1e-6, rel=1e-5), key
+    with pytest.raises(ValueError, match="cache holds 2 batches, the prompts make 1 batches"):
+        edge_effects(
+            model, adapter, dictionaries, [batch], selection, cache=cache,
+            aggregation=aggregation, batch_size=4, progress=False,
+        )  # fmt: skip
+
+
+def test_discover_runs_each_batch_patch_pass_and_clean_backward_once(monkeypatch):
+    """discover_circuit's edge pass reuses the node pass: per batch one clean run with grad
+    (node effects), one patch run, one held clean run (edges), and nothing else."""
+    model, adapter = tiny_model("llama", seed=5)
+    dictionaries = {
+        p: random_dictionary("topk", D_MODEL, D_SAE, seed=i) for i, p in enumerate(PLACES)
+    }
+    batch = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)[0]
+    calls = []
+    run = Runner.run
+
+    def counted(self, ids, batch, **options):
+        kind = "patch" if torch.equal(ids, batch.patch_ids) else "clean"
+        calls.append((kind, options.get("grad", False), options.get("hold_fixed", False)))
+        return run(self, ids, batch, **options)
+
+    monkeypatch.setattr(Runner, "run", counted)
+    config = DiscoverConfig(AttributionConfig(batch_size=2), node_threshold=0.0)
+    graph, _ = discover_circuit(model, adapter, dictionaries, [batch], config, progress=False)
+    assert graph.number_of_edges() > 0
+    per_batch = [("clean", True, False), ("patch", False, False)]
+    assert calls == per_batch * 2 + [("clean", True, True)] * 2

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -31,16 +31,19 @@ from tqdm.auto import tqdm
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import Aggregation, NodeEffects
-from sparse_circuits.circuits.model.runner import PlaceValues, Runner
+from sparse_circuits.circuits.model.runner import BatchCache, PlaceValues, Runner
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
 
-__all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
+__all__ = ["METHODS", "AttributionConfig", "NodeEffects", "node_effects"]
 
 Method = Literal["attrib", "ig", "exact"]
 
 
 @dataclass
 class AttributionConfig:
+    """How ``node_effects`` scores nodes."""
+
     method: Method = "attrib"
     """How node effects are computed: first-order (attrib), integrated gradients (ig) or by
     patching each node (exact, slow: the ground truth)."""
@@ -54,12 +57,14 @@ class AttributionConfig:
     """``exact``: forward rows (nodes x examples) per pass."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("attrib", "ig", "exact"):
-            raise ValueError(f"--method must be attrib, ig or exact, got {self.method!r}")
-        if self.aggregation not in ("sum", "none"):
-            raise ValueError(f"--aggregation must be sum or none, got {self.aggregation!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be at least 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.aggregation not in get_args(Aggregation):
+            choices = " or ".join(get_args(Aggregation))
+            raise ConfigError(f"aggregation must be {choices}, got {self.aggregation!r}")
+        for name in ("steps", "batch_size", "exact_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
@@ -68,10 +73,19 @@ def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
     return summed.sum(0) if aggregation == "sum" else summed
 
 
-def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
+class BatchEffects(NamedTuple):
+    """One batch's node effects, per place ``(B, T, F)`` features and ``(B, T)`` error, and
+    the clean run's total gradients ``dm/d(output)`` per place when the method computed them
+    (``attrib``; the edge pass reuses them)."""
+
+    effects: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    totals: dict[str, torch.Tensor] | None = None
+
+
+def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
     leaves = [t for sp in clean.places.values() for t in (sp.features, sp.error)]
     grads = torch.autograd.grad(clean.metric.sum(), leaves)
-    effects = {}
+    effects, totals = {}, {}
     for i, place in enumerate(clean.places):
         v: PlaceValues = values[place]
         grad_f, grad_e = grads[2 * i], grads[2 * i + 1]
@@ -79,7 +93,9 @@ def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> 
             v.delta_features * grad_f,
             (v.delta_error * grad_e).sum(-1),
         )
-    return effects
+        # a spliced place writes decode(f) + error: the error's gradient is the output's
+        totals[place] = grad_e.detach()
+    return BatchEffects(effects, totals)
 
 
 def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, steps: int):
@@ -108,11 +124,10 @@ def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, st
     return v.delta_features * mean_grad_f, (v.delta_error * mean_grad_e).sum(-1)
 
 
-def _ig_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
-    return {
-        place: _ig_place(runner, batch, place, values[place], config.steps)
-        for place in runner.places
-    }
+def _ig_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
+    return BatchEffects(
+        {place: _ig_place(runner, batch, place, values[place], config.steps) for place in values}
+    )
 
 
 def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, config):
@@ -163,14 +178,17 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
     return effect_f, effect_e
 
 
-def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> dict:
-    return {
-        place: _exact_place(runner, batch, place, values[place], clean.metric, config)
-        for place in runner.places
-    }
+def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> BatchEffects:
+    return BatchEffects(
+        {
+            place: _exact_place(runner, batch, place, values[place], clean.metric, config)
+            for place in values
+        }
+    )
 
 
 METHODS = {"attrib": _attrib_batch, "ig": _ig_batch, "exact": _exact_batch}
+"""Method name -> the function scoring one batch's nodes (``AttributionConfig.method``)."""
 
 
 def node_effects(
@@ -181,9 +199,13 @@ def node_effects(
     *,
     metric: Metric | None = None,
     config: AttributionConfig | None = None,
+    cache: list[BatchCache] | None = None,
     progress: bool = True,
 ) -> NodeEffects:
-    """Effects of every feature and error node at every place with a dictionary."""
+    """Effects of every feature and error node at every place with a dictionary.
+
+    ``cache``, a list, receives one ``BatchCache`` per batch of ``config.batch_size``
+    examples, for ``edge_effects(..., cache=...)`` on the same batches."""
     config = config or AttributionConfig()
     runner = Runner(model, adapter, dictionaries, metric or LogitDiff())
     features: dict[str, torch.Tensor] = {}
@@ -193,8 +215,16 @@ def node_effects(
     chunks = [piece for batch in batches for piece in batch.split(config.batch_size)]
     for batch in tqdm(chunks, desc=f"nodes ({config.method})", disable=not progress):
         clean, patch, values = runner.clean_and_patch(batch, grad=config.method == "attrib")
-        effects = METHODS[config.method](runner, batch, clean, values, config)
-        for place, (effect_f, effect_e) in effects.items():
+        result = METHODS[config.method](runner, batch, clean, values, config)
+        if cache is not None:
+            stored = {place: v.stored() for place, v in values.items()}
+            totals = (
+                None
+                if result.totals is None
+                else {p: t.float().cpu() for p, t in result.totals.items()}
+            )
+            cache.append(BatchCache(stored, totals))
+        for place, (effect_f, effect_e) in result.effects.items():
             f_sum = _reduce(effect_f.detach().float().cpu(), config.aggregation)
             e_sum = _reduce(effect_e.detach().float().cpu(), config.aggregation)
             act = _reduce(values[place].clean_features.float().cpu(), config.aggregation)

@@ -15,15 +15,18 @@ Everything comes from one clean run spliced with ``hold_fixed``: each place's fe
 error are leaves, and ``upstream_features``/``upstream_error`` are the same values as functions
 of the earlier leaves, so a gradient between two places follows direct paths only. Per batch:
 
-1. the held clean run (with its graph) and the patch run give the deltas;
+1. the held clean run (with its graph) and the patch run give the deltas; after a node pass
+   with a ``cache`` (``node_effects(..., cache=...)``), the deltas come from it and no patch
+   run is made;
 2. one backward of the metric gives the edges into the metric and the direct part of every
    place's total gradient ``dm/d(output)``;
 3. places from last to first: once every later place has passed back its share, a place's
    total gradient is complete (the chain rule, place by place: the gradient of an ordinary
-   backward pass, without a second clean run). One batch of vector-Jacobian products
+   backward pass, without a second clean run; an ``attrib`` node pass's cache holds the total
+   gradients already, and then nothing is passed back). One batch of vector-Jacobian products
    (``is_grads_batched``) through the place's direct paths then
    - passes the place's share back to every earlier place (row 0, seeded with the whole total
-     gradient), and
+     gradient; not needed when the cache holds the totals), and
    - gives the edges into the place's selected nodes (the other rows, seeded with one node's
      own gradient each). Rows are packed on the example axis: examples are independent in a
      causal language model, and a feature's derivative is zero wherever the feature is zero
@@ -61,7 +64,7 @@ from sparse_circuits.circuits.discovery.nodes import (
     NodeKey,
     NodeSelection,
 )
-from sparse_circuits.circuits.model.runner import PlaceValues, Runner, SplicedRun
+from sparse_circuits.circuits.model.runner import BatchCache, PlaceValues, Runner, SplicedRun
 from sparse_circuits.dictionaries import Dictionary
 
 __all__ = ["edge_effects"]
@@ -146,9 +149,16 @@ class _Pass:
     values: dict[str, PlaceValues]
     edges: Edges
     """Summed over examples, accumulated over batches."""
+    known_totals: dict[str, torch.Tensor] | None = None
+    """Every place's total gradient from the node pass, when its cache had them."""
     total: dict[str, torch.Tensor] = field(default_factory=dict)
     """Each place's gradient ``dm/d(output) (B, T, D)`` in float32: the direct part from the
-    metric, then the shares passed back by later places."""
+    metric, then the shares passed back by later places (or ``known_totals``)."""
+
+    @property
+    def passes_back(self) -> bool:
+        """Whether later places pass their share of the gradient back (totals unknown)."""
+        return self.known_totals is None
 
 
 def _metric_edges(p: _Pass) -> None:
@@ -158,11 +168,13 @@ def _metric_edges(p: _Pass) -> None:
     leaves = [held[place].error for place in places]
     grads = torch.autograd.grad(p.run.metric.sum(), leaves, retain_graph=True, allow_unused=True)
     for place, grad_e in zip(places, grads, strict=True):
-        if grad_e is None:
+        if p.known_totals is not None:
+            p.total[place] = p.known_totals[place].to(held[place].error.device)
+        elif grad_e is None:
             p.total[place] = torch.zeros_like(held[place].error, dtype=torch.float32)
-            continue
-        p.total[place] = grad_e.float()
-        if p.selection.keys(place):
+        else:
+            p.total[place] = grad_e.float()
+        if grad_e is not None and p.selection.keys(place):
             grad_f = _feature_grad(grad_e, p.runner.dictionaries[place])
             f_w, e_w = _contract(grad_f[None], grad_e[None], p.values[place], p.aggregation)
             _add_edges(p.edges, [METRIC_NODE], place, f_w.cpu(), e_w.cpu(), p.selection)
@@ -184,9 +196,10 @@ def _looped_place(
     """One backward for the place's share of the total gradient, then one per node."""
     held = p.run.places
     outputs = [held[place].upstream_features, held[place].upstream_error]
-    errors = [held[up].error for up in before]
-    shares = torch.autograd.grad(outputs, errors, grads, retain_graph=True, allow_unused=True)
-    _pass_back(p, before, shares)
+    if p.passes_back:
+        errors = [held[up].error for up in before]
+        shares = torch.autograd.grad(outputs, errors, grads, retain_graph=True, allow_unused=True)
+        _pass_back(p, before, shares)
     # every earlier place is an input: autograd returns None, at no cost, for the ones with no
     # direct path (hold_fixed cut them)
     leaves = [t for up in before for t in (held[up].features, held[up].error)]
@@ -224,15 +237,18 @@ def _active(nodes: list[NodeKey], v: PlaceValues) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _pack(active_nB: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+def _pack(
+    active_nB: torch.Tensor, *, first: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Rows for the seeds of ``n`` nodes over ``B`` examples: node ``j``'s seed for example
-    ``b`` goes to row ``1 +`` (the number of nodes before ``j`` active in ``b``), so a row holds
-    at most one node per example (row 0 is the place's whole gradient). Returns the active
-    ``(j, b)`` pairs, their rows, and the number of rows."""
-    row_nB = active_nB.long().cumsum(0)
+    ``b`` goes to row ``first +`` (the number of nodes before ``j`` active in ``b``), so a row
+    holds at most one node per example (rows before ``first``, row 0 when there is one, carry
+    the place's whole gradient). Returns the active ``(j, b)`` pairs, their rows, and the
+    number of rows."""
+    row_nB = active_nB.long().cumsum(0) - 1 + first
     j, b = active_nB.nonzero(as_tuple=True)
     row = row_nB[j, b]
-    return j, b, row, 1 + (int(row.max()) if len(row) else 0)
+    return j, b, row, int(row.max()) + 1 if len(row) else first
 
 
 def _place_seeds(
@@ -296,7 +312,8 @@ def _batched_place(
     outputs = [held[place].upstream_features, held[place].upstream_error]
     errors = [held[up].error for up in before]
     active_nB = _active(nodes, p.values[place]) if nodes else torch.zeros(0, 1, dtype=torch.bool)
-    j, b, row, n_rows = _pack(active_nB)
+    share_rows = int(p.passes_back)
+    j, b, row, n_rows = _pack(active_nB, first=share_rows)
     upstream = {up: p.selection.keys(up) for up in before}
     weights = {
         up: torch.zeros(len(nodes), len(keys), device=j.device)
@@ -310,7 +327,7 @@ def _batched_place(
         stop = min(start + size, n_rows)
         go_f = grads[0].new_zeros(stop - start, *grads[0].shape)
         go_e = grads[1].new_zeros(stop - start, *grads[1].shape)
-        if start == 0:
+        if start == 0 and share_rows:
             go_f[0], go_e[0] = grads
         here = (row >= start) & (row < stop)
         pairs = (j[here], b[here], row[here] - start)
@@ -319,7 +336,7 @@ def _batched_place(
             outputs, errors, [go_f, go_e],
             retain_graph=True, allow_unused=True, is_grads_batched=True,
         )  # fmt: skip
-        if start == 0:
+        if start == 0 and share_rows:
             _pass_back(p, before, [None if g is None else g[0] for g in row_grads])
         for up_place, grad_x in zip(before, row_grads, strict=True):
             if grad_x is None or up_place not in weights:
@@ -348,19 +365,34 @@ def edge_effects(
     batch_size: int = 16,
     batched: bool = True,
     chunk_elements: int = 2**26,
+    cache: list[BatchCache] | None = None,
     progress: bool = True,
 ) -> Edges:
     """Weights of the edges between selected nodes (and into the metric), averaged over
-    examples. ``batched=False`` runs one backward per downstream node (the slow twin)."""
+    examples. ``batched=False`` runs one backward per downstream node (the slow twin).
+    ``cache``: what ``node_effects(..., cache=...)`` kept of the same batches (same prompts,
+    same ``batch_size``); their patch runs and, after ``attrib``, the gradient shares passed
+    back between places are then not computed again."""
     runner = Runner(model, adapter, dictionaries, metric or LogitDiff())
     places = runner.places
     edges: Edges = {}
     n_examples = 0
     chunks = [piece for batch in batches for piece in batch.split(batch_size)]
-    for batch in tqdm(chunks, desc="edges", disable=not progress):
-        run, _, values = runner.clean_and_patch(batch, grad=True, hold_fixed=True)
+    if cache is not None and len(cache) != len(chunks):
+        raise ValueError(
+            f"cache holds {len(cache)} batches, the prompts make {len(chunks)} batches of "
+            f"batch_size {batch_size}: the node pass must use the same prompts and batch_size"
+        )
+    for i, batch in enumerate(tqdm(chunks, desc="edges", disable=not progress)):
+        known = None
+        if cache is None:
+            run, _, values = runner.clean_and_patch(batch, grad=True, hold_fixed=True)
+        else:
+            run = runner.run(batch.clean_ids, batch, grad=True, hold_fixed=True)
+            values = {place: v.loaded(runner.device) for place, v in cache[i].values.items()}
+            known = cache[i].totals
         n_examples += len(batch)
-        p = _Pass(runner, selection, aggregation, run, values, edges)
+        p = _Pass(runner, selection, aggregation, run, values, edges, known)
         _metric_edges(p)
         for index in reversed(range(1, len(places))):
             place, before = places[index], places[:index]

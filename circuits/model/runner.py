@@ -3,7 +3,9 @@
 ``Runner.run`` traces the model on token ids with dictionaries spliced in, optionally skipping
 the blocks upstream of the interesting places (their cached outputs stand in), and returns the
 spliced places and the metric. ``Runner.clean_and_patch`` gives the feature and error values of
-a batch's clean and patch prompts, aligned position by position.
+a batch's clean and patch prompts, aligned position by position. A ``BatchCache`` keeps what a
+node pass computed for a batch (those values, and the clean total gradients) so that the edge
+pass of the same batch does not compute it again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.circuits.model.splice import Edit, SplicedPlace, check_dictionaries, splice
 from sparse_circuits.dictionaries import Dictionary
 
-__all__ = ["Runner", "PlaceValues", "SplicedRun"]
+__all__ = ["BatchCache", "PlaceValues", "Runner", "SplicedRun"]
 
 
 @dataclass
@@ -48,6 +50,34 @@ class PlaceValues:
     @property
     def delta_error(self) -> torch.Tensor:
         return self.patch_error - self.clean_error
+
+    def stored(self) -> PlaceValues:
+        """The same values on the CPU, features as sparse COO tensors (most entries are 0)."""
+        return PlaceValues(
+            self.clean_features.detach().cpu().to_sparse(),
+            self.patch_features.detach().cpu().to_sparse(),
+            self.clean_error.detach().cpu(),
+            self.patch_error.detach().cpu(),
+        )
+
+    def loaded(self, device: torch.device) -> PlaceValues:
+        """Dense values on ``device`` (inverse of ``stored``)."""
+
+        def dense(t: torch.Tensor) -> torch.Tensor:
+            return (t.to_dense() if t.is_sparse else t).to(device)
+
+        return PlaceValues(*(dense(t) for t in vars(self).values()))
+
+
+@dataclass
+class BatchCache:
+    """What the node pass computed for one batch and its edge pass needs again."""
+
+    values: dict[str, PlaceValues]
+    """Every place's aligned clean and patch values (``PlaceValues.stored``)."""
+    totals: dict[str, torch.Tensor] | None = None
+    """Each place's total gradient ``dm/d(output) (B, T, D)`` of the clean run, float32 on the
+    CPU, when the node pass had it (``attrib``); ``None`` otherwise."""
 
 
 class Runner:

@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sparse_circuits.dictionaries.config import DictionaryError, config_from_file
-from sparse_circuits.dictionaries.formats import detect_format
 
 if TYPE_CHECKING:
     from sparse_circuits.dictionaries.base import Dictionary
+
+
+class FormatCannotHold(DictionaryError):
+    """A writer refusing a dictionary its format cannot hold (an architecture, a transcoder, a
+    width), before anything is written. The message says what the format lacks; it names no
+    file, since the dictionary may be in memory."""
 
 
 def take(state: dict[str, torch.Tensor], key: str, ndim: int, source: Path) -> torch.Tensor:
@@ -45,7 +50,7 @@ def encoder_weights(dictionary: Dictionary, *, center_input: bool) -> dict[str, 
     if change == 0:
         return state
     if dictionary.d_in != dictionary.d_out:
-        raise DictionaryError("only a dictionary with d_out == d_in can subtract b_dec from x")
+        raise FormatCannotHold("only a dictionary with d_out == d_in can subtract b_dec from x")
     shift_F = change * (state["b_dec"].float() @ state["W_enc"].float())
     dtype = dictionary.dtype
     state["b_enc"] = (state["b_enc"].float() - shift_F).to(dtype)
@@ -53,22 +58,3 @@ def encoder_weights(dictionary: Dictionary, *, center_input: bool) -> dict[str, 
         magnitude_shift_F = shift_F * state["r_mag"].float().exp()
         state["b_mag"] = (state["b_mag"].float() - magnitude_shift_F).to(dtype)
     return state
-
-
-def prepare_folder(directory: str | Path, format_name: str) -> Path:
-    """Create ``directory`` for a dictionary in ``format_name``; refuse one that holds a
-    dictionary in another format (its leftover files would be read instead)."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise DictionaryError(f"{directory}: exists and is not a folder")
-    if directory.is_dir() and any(directory.iterdir()):
-        try:
-            found = detect_format(directory)
-        except DictionaryError:
-            found = None
-        if found is not None and found != format_name:
-            raise DictionaryError(
-                f"{directory}: already holds a {found} dictionary; write {format_name} elsewhere"
-            )
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory

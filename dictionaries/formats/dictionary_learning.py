@@ -46,7 +46,11 @@ import torch
 
 from sparse_circuits.dictionaries.base import Dictionary
 from sparse_circuits.dictionaries.config import DictionaryConfig, DictionaryError, config_from_file
-from sparse_circuits.dictionaries.formats.common import encoder_weights, prepare_folder, take
+from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
+    encoder_weights,
+    take,
+)
 from sparse_circuits.dictionaries.native import from_state_dict
 from sparse_circuits.files import atomic_path, write_text_atomic
 
@@ -328,7 +332,7 @@ def write(dictionary: Dictionary, directory: str | Path) -> Path:
     """Write ``dictionary`` as ``ae.pt`` + ``config.json``; the weights first, the config last."""
     config = dictionary.config
     if config.is_transcoder or config.skip or config.d_out != config.d_in:
-        raise DictionaryError("dictionary_learning 0.1.0 has no transcoders")
+        raise FormatCannotHold("dictionary_learning 0.1.0 has no transcoders")
     dict_class, center = _WRITTEN_CLASSES[config.arch]
     state = _written_state(dictionary, dict_class, center)
     trainer = {
@@ -341,7 +345,8 @@ def write(dictionary: Dictionary, directory: str | Path) -> Path:
         "converted_from": f"sparse-circuits {config.arch} ({config.source_format})",
     }
     trainer = {key: value for key, value in trainer.items() if value is not None}
-    directory = prepare_folder(directory, "dictionary_learning")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         torch.save({name: t.detach().cpu().contiguous() for name, t in state.items()}, tmp)
     write_text_atomic(directory / CONFIG_FILE, json.dumps({"trainer": trainer}, indent=4))

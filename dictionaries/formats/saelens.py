@@ -42,9 +42,9 @@ import torch
 
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
     encoder_weights,
     json_object,
-    prepare_folder,
 )
 from sparse_circuits.dictionaries.native import from_state_dict, stored_dtype
 from sparse_circuits.files import read_safetensors, write_safetensors, write_text_atomic
@@ -230,7 +230,7 @@ def _written_architecture(dictionary: Dictionary) -> str:
         prefix = "" if base == "standard" else "jumprelu_"
         return f"{prefix}{'skip_' if config.skip else ''}transcoder"
     if transcoder:
-        raise DictionaryError(
+        raise FormatCannotHold(
             f"SAELens has no {config.arch} transcoder (it has relu and jumprelu transcoders)"
         )
     return config.arch
@@ -275,7 +275,8 @@ def write(dictionary: Dictionary, directory: str | Path) -> Path:
         cfg["d_out"] = config.d_out
     if architecture == "topk":
         cfg.update(k=config.k, rescale_acts_by_decoder_norm=False)
-    directory = prepare_folder(directory, "saelens")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(directory / WEIGHTS_FILE, weights)
     write_text_atomic(directory / CONFIG_FILE, json.dumps(cfg, indent=2))
     return directory

@@ -35,9 +35,9 @@ from typing import Any
 
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
     encoder_weights,
     json_object,
-    prepare_folder,
     take,
 )
 from sparse_circuits.dictionaries.native import from_state_dict
@@ -128,9 +128,9 @@ def write(dictionary: Dictionary, directory: str | Path) -> Path:
     """Write a topk ``dictionary`` as a sparsify folder; the weights first, ``cfg.json`` last."""
     config = dictionary.config
     if config.arch != "topk":
-        raise DictionaryError(f"sparsify holds only topk dictionaries, not {config.arch}")
+        raise FormatCannotHold(f"sparsify holds only topk dictionaries, not {config.arch}")
     if config.d_out != config.d_in:
-        raise DictionaryError(
+        raise FormatCannotHold(
             f"sparsify decodes to the input's width; this dictionary maps {config.d_in} -> "
             f"{config.d_out}"
         )
@@ -155,7 +155,8 @@ def write(dictionary: Dictionary, directory: str | Path) -> Path:
         "transcode": transcode,
         "d_in": config.d_in,
     }
-    directory = prepare_folder(directory, "sparsify")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(directory / WEIGHTS_FILE, weights)
     write_text_atomic(directory / CONFIG_FILE, json.dumps(cfg, indent=2))
     return directory
