@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The peers as test oracles (tests_peers/run.py), never part of `make test`. One environment per
+# The peers as test oracles (tests_peers/run.py), never part of `make test` nor of CI (.ci/run):
+# building the environments took 44 min on 2 cores, more than CI's 30. One environment per
 # peer under .venv-peers/ (their pins conflict: dictionary-learning 0.1.0 needs nnsight<0.4,
 # circuit-tracer nnsight 0.8 and transformers<=4.57), built like .venv: the CPU torch first, then
 # the pinned peer with torch held by tests_peers/constraints.txt. PyPI's torchvision wheel, which
@@ -61,8 +62,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# peer_steps.py is not a benchmark but the worker benchmarks/peers.py starts in each environment.
 bench: setup
-	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+	for script in $(filter-out benchmarks/peer_steps.py,$(wildcard benchmarks/*.py)); do \
+	  $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(PEER_VENVS) .pytest_cache
