@@ -82,6 +82,7 @@ def dense(values: torch.Tensor, indices: torch.Tensor, width: int) -> torch.Tens
 def main(peer: str, version: str, own: Callable[[Path], None], load: Callable | None = None):
     """Fill ``WORK/own``, answer ``WORK/ours`` with ``load``, then write ``WORK/peer.json``."""
     work = Path(sys.argv[1])
+    torch.manual_seed(0)  # the peer's own initial weights: the same table on every run
     own(work / "own")
     ours = work / "ours"
     for case in sorted(ours.glob("*/case.json")) if load else []:

@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venvs", type=Path, default=HERE.parent / ".venv-peers")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
+    torch.manual_seed(0)  # our dictionaries' initial weights: the same table on every run
     with tempfile.TemporaryDirectory(prefix="peers-") as work:
         rows = check_peers(args.peers, args.venvs, Path(work))
     text = table(rows)
