@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.sparse-circuits-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test test-peers peer-venvs demo lint bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,35 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The peers as test oracles (tests_peers/run.py), never part of `make test` nor of CI (.ci/run):
+# building the environments took 44 min on 2 cores, more than CI's 30. One environment per
+# peer under .venv-peers/ (their pins conflict: dictionary-learning 0.1.0 needs nnsight<0.4,
+# circuit-tracer nnsight 0.8 and transformers<=4.57), built like .venv: the CPU torch first, then
+# the pinned peer with torch held by tests_peers/constraints.txt. PyPI's torchvision wheel, which
+# nnsight 0.3.7 declares and never imports, is built for the CUDA torch and breaks `import
+# transformers` beside the CPU one, so it is removed. A peer pip cannot install leaves no
+# .installed stamp: run.py reports it on one line and skips it.
+PEERS := saelens sparsify dictionary_learning circuit_tracer
+PEER_VENVS := .venv-peers
+PEER_STAMPS := $(PEERS:%=$(PEER_VENVS)/%/.installed)
+
+$(PEER_VENVS)/%/.installed: tests_peers/requirements/%.txt tests_peers/constraints.txt
+	@rm -rf $(PEER_VENVS)/$* && mkdir -p $(PEER_VENVS)
+	@echo "building $(PEER_VENVS)/$* (log: $(PEER_VENVS)/$*.log)"
+	@{ $(PYTHON) -m venv $(PEER_VENVS)/$* \
+	  && $(PEER_VENVS)/$*/bin/python -m pip --disable-pip-version-check install torch==2.13.0 \
+	  && $(PEER_VENVS)/$*/bin/python -m pip --disable-pip-version-check install \
+	       -c tests_peers/constraints.txt -r $< \
+	  && $(PEER_VENVS)/$*/bin/python -m pip --disable-pip-version-check uninstall -y torchvision; \
+	} > $(PEER_VENVS)/$*.log 2>&1 || { echo "$*: pip could not build its environment"; exit 1; }
+	@touch $@
+
+peer-venvs:
+	-$(MAKE) --no-print-directory -k -j4 $(PEER_STAMPS)
+
+test-peers: setup peer-venvs
+	$(PY) tests_peers/run.py --peers $(PEERS)
+
 demo: setup
 	$(VENV)/bin/sparse-circuits demo --out demo
 
@@ -33,8 +62,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
+# peer_steps.py is not a benchmark but the worker benchmarks/peers.py starts in each environment.
 bench: setup
-	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+	for script in $(filter-out benchmarks/peer_steps.py,$(wildcard benchmarks/*.py)); do \
+	  $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PEER_VENVS) .pytest_cache

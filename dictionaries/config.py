@@ -44,6 +44,9 @@ class DictionaryConfig:
     """Width of what it reconstructs; ``None`` means ``d_in`` (every SAE)."""
     k: int | None = None
     """Active features per token (topk) or per token on average over a batch (batchtopk)."""
+    signed: bool = False
+    """topk only: keep the ``k`` largest pre-activations with their sign (circuit-tracer's TopK)
+    instead of their ReLU, so a kept pre-activation may be negative."""
     center_input: bool = True
     """Subtract ``b_dec`` from the input before encoding (SAEs; never for transcoders)."""
     skip: bool = False
@@ -77,6 +80,8 @@ class DictionaryConfig:
                 raise DictionaryError(
                     f"{self.arch} needs 0 < k <= d_sae ({self.d_sae}), got k={self.k}"
                 )
+        if self.signed and self.arch != "topk":
+            raise DictionaryError(f"signed applies to topk only, not {self.arch}")
         if self.center_input and self.d_out != self.d_in:
             raise DictionaryError(
                 "center_input needs d_out == d_in (b_dec lives in the input space)"

@@ -31,6 +31,7 @@ __all__ = [
     "load_native",
     "from_state_dict",
     "is_native",
+    "stored_dtype",
 ]
 
 CONFIG_FILE = "config.json"
@@ -50,10 +51,24 @@ def save_native(dictionary: Dictionary, directory: str | Path) -> Path:
     return directory
 
 
+def stored_dtype(state: dict[str, torch.Tensor]) -> torch.dtype:
+    """The floating dtype every floating tensor of a file shares; float32 when they differ."""
+    dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
+
+
 def from_state_dict(
-    config: DictionaryConfig, state: dict[str, torch.Tensor], *, source: str
+    config: DictionaryConfig,
+    state: dict[str, torch.Tensor],
+    *,
+    source: str,
+    dtype: torch.dtype | None = None,
 ) -> Dictionary:
-    """Build a dictionary of ``config.arch`` from named tensors, checking names, shapes, NaNs."""
+    """Build a dictionary of ``config.arch`` from named tensors, checking names, shapes, NaNs.
+
+    It comes back in ``dtype``; by default the one its tensors share (``stored_dtype``), so a
+    file stored in bfloat16 stays bfloat16. A reader that folds conventions into the weights in
+    float32 passes the dtype of the file it read."""
     dictionary = architecture_class(config.arch)(config)
     expected = dictionary.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -72,7 +87,7 @@ def from_state_dict(
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise DictionaryError(f"{source}: {name} contains NaN or infinite values")
     dictionary.load_state_dict({name: t.to(torch.float32) for name, t in state.items()})
-    return dictionary
+    return dictionary.to(stored_dtype(state) if dtype is None else dtype)
 
 
 def load_native(directory: Path) -> Dictionary:
@@ -80,9 +95,4 @@ def load_native(directory: Path) -> Dictionary:
     config = DictionaryConfig.from_json(config_from_file(config_path), source=str(config_path))
     weights_path = directory / WEIGHTS_FILE
     state = read_safetensors(weights_path, DictionaryError)
-    dictionary = from_state_dict(config, state, source=str(weights_path))
-    dtype = {t.dtype for t in state.values() if t.is_floating_point()}
-    # Dictionaries stored in bf16/fp16 (to keep the repository small) come back in that dtype.
-    if len(dtype) == 1:
-        dictionary = dictionary.to(dtype.pop())
-    return dictionary
+    return from_state_dict(config, state, source=str(weights_path))

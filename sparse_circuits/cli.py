@@ -740,13 +740,44 @@ def export_options(options: Options) -> None:
     options.add("--out", required=True, type=Path, help="output file")
 
 
-@command("convert a circuit to another format", export_options)
+@command("write a circuit in another format", export_options)
 def cmd_export(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.discovery.graph import load_circuit
     from sparse_circuits.circuits.export import export
 
     export(load_circuit(args.circuit), args.out, args.format)
     print(json.dumps({"out": str(args.out), "format": args.format}))
+    return 0
+
+
+def convert_options(options: Options) -> None:
+    from sparse_circuits.dictionaries.convert import TARGET_FORMATS
+
+    options.add(
+        "dict", type=Path,
+        help="dictionary folder in any readable format (or a circuit-tracer layer_N.safetensors)",
+    )  # fmt: skip
+    options.add(
+        "--to", required=True, choices=TARGET_FORMATS,
+        help="format to write, for that project's own loader",
+    )  # fmt: skip
+    options.add(
+        "out", type=Path,
+        help="folder to write (one holding a dictionary in another format is refused)",
+    )  # fmt: skip
+
+
+@command("write a dictionary in another project's format", convert_options)
+def cmd_convert(args: argparse.Namespace) -> int:
+    from sparse_circuits.dictionaries import load_dictionary
+    from sparse_circuits.dictionaries.convert import FormatCannotHold, convert
+
+    dictionary = load_dictionary(args.dict)  # a file it cannot read is named by its own error
+    try:
+        out = convert(dictionary, args.to, args.out)
+    except FormatCannotHold as error:
+        raise ValueError(f"{args.dict}: --to {args.to}: {error}") from None
+    print(json.dumps({"out": str(out), "format": args.to}))
     return 0
 
 

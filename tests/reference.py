@@ -9,6 +9,7 @@ from its weights. Test modules import from here (and from ``conftest``), never f
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 
 from sparse_circuits.circuits.data.prompts import Example, PromptBatch
 from sparse_circuits.circuits.model.adapters import torch_module
@@ -150,3 +151,26 @@ def reference_reconstruction(dictionary, f: torch.Tensor, x: torch.Tensor) -> to
     if dictionary.config.skip:
         x_hat = x_hat + x @ dictionary.W_skip.detach()
     return x_hat
+
+
+# --- other projects' dictionaries, from their raw tensors ---------------------------------
+
+
+def dense_topk(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest entries of the last axis, zero elsewhere (no sign change)."""
+    top = values.topk(k, dim=-1)
+    return torch.zeros_like(values).scatter(-1, top.indices, top.values)
+
+
+def sparsify_forward(w: dict, x: torch.Tensor, k: int, transcode: bool):
+    """sparsify's ``SparseCoder.encode`` (fused_encoder: relu then top-k) and ``decode``
+    (+ ``W_skip``) from its tensors: ``(..., d_in) -> (..., num_latents), (..., d_in)``. The
+    decode gathers the k decoder rows, as sparsify does, instead of a dense matrix product."""
+    sae_in = x if transcode else x - w["b_dec"]
+    pre_acts = F.relu(F.linear(sae_in, w["encoder.weight"], w["encoder.bias"]))
+    top = pre_acts.topk(k, dim=-1, sorted=False)
+    f = torch.zeros_like(pre_acts).scatter(-1, top.indices, top.values)
+    out = (top.values.unsqueeze(-1) * w["W_dec"][top.indices]).sum(-2) + w["b_dec"]
+    if "W_skip" in w:
+        out = out + x @ w["W_skip"].mT
+    return f, out

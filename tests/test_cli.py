@@ -4,6 +4,7 @@ library's configs and registries."""
 import argparse
 import dataclasses
 import json
+import re
 from typing import get_args
 
 import pytest
@@ -34,6 +35,7 @@ from sparse_circuits.cli import (
     parse_feature_spec,
     with_flags,
 )
+from sparse_circuits.dictionaries.convert import TARGET_FORMATS
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.dictionaries.training import OBJECTIVES, TrainConfig
 from sparse_circuits.editing.shift import ShiftConfig
@@ -80,8 +82,9 @@ def test_help_lists_commands(capsys):
     with pytest.raises(SystemExit, match="^0$"):  # the exit code
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("info", "train", "eval-dict", "discover", "evaluate", "export"):
-        assert name in out
+    listed = re.findall(r"^    (\S+)", out, flags=re.MULTILINE)  # one command a line
+    for name in ("info", "train", "eval-dict", "discover", "evaluate", "export", "convert"):
+        assert name in listed
 
 
 def test_discover_evaluate_export(workspace, capsys):
@@ -254,6 +257,7 @@ def test_choices_come_from_the_registries():
     for name in ("discover", "demo"):
         assert option(commands[name], "--method").choices == list(METHODS)
     assert list(option(commands["export"], "--format").choices) == list(FORMATS)
+    assert list(option(commands["convert"], "--to").choices) == list(TARGET_FORMATS)
     assert list(option(commands["evaluate"], "--ablation").choices) == list(get_args(Ablation))
     assert list(option(commands["evaluate"], "--errors").choices) == list(get_args(ErrorNodes))
     assert list(option(commands["demo"], "--template").choices) == list(TEMPLATES)

@@ -51,6 +51,8 @@ def test_pre_activation_by_hand():
         (ReluSAE, {}, [[2.0, 0.0, 4.0], [0.0, 3.5, 2.0]]),
         (TopKSAE, {"k": 1}, [[0.0, 0.0, 4.0], [0.0, 3.5, 0.0]]),
         (TopKSAE, {"k": 2}, [[2.0, 0.0, 4.0], [0.0, 3.5, 2.0]]),
+        (TopKSAE, {"k": 3}, [[2.0, 0.0, 4.0], [0.0, 3.5, 2.0]]),
+        (TopKSAE, {"k": 3, "signed": True}, [[2.0, -0.5, 4.0], [0.0, 3.5, 2.0]]),
     ],
 )
 def test_forward_by_hand(cls, config, expected):
@@ -228,3 +230,5 @@ def test_missing_folder_and_unknown_format(tmp_path):
 def test_topk_needs_valid_k():
     with pytest.raises(DictionaryError, match="k <= d_sae"):
         DictionaryConfig(arch="topk", d_in=4, d_sae=8, k=9)
+    with pytest.raises(DictionaryError, match="signed applies to topk only, not relu"):
+        DictionaryConfig(arch="relu", d_in=4, d_sae=8, signed=True)

@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from sparse_circuits.dictionaries import DictionaryError, detect_format, load_dictionary
+from sparse_circuits.dictionaries.sets import list_dictionary_set, load_dictionary_set
+
+from .reference import dense_topk, sparsify_forward
 
 D, S, TOL = 8, 16, 1e-5
 
@@ -36,12 +39,6 @@ def inputs(width: int = D) -> torch.Tensor:
 
 def uniform(*shape: int, high: float = 1.0) -> torch.Tensor:
     return torch.rand(*shape) * high
-
-
-def dense_topk(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest entries of the last axis, zero elsewhere (no sign change)."""
-    top = values.topk(k, dim=-1)
-    return torch.zeros_like(values).scatter(-1, top.indices, top.values)
 
 
 def check(path: Path, fmt: str, x: torch.Tensor, features: torch.Tensor, x_hat: torch.Tensor):
@@ -126,6 +123,11 @@ def test_dictionary_learning_autoencoder_new(tmp_path):
     f = F.relu(F.linear(x, enc_w, enc_b))
     dictionary = check(folder, "dictionary_learning", x, f, F.linear(f, dec_w, dec_b))
     assert not dictionary.config.center_input and dictionary.config.place == "mlp.2"
+    # StandardTrainerAprilUpdate records dict_class "AutoEncoder" for the AutoEncoderNew it trains
+    mislabelled = dl_folder(tmp_path, state, dl_trainer("AutoEncoder"), name="april")
+    assert not check(
+        mislabelled, "dictionary_learning", x, f, F.linear(f, dec_w, dec_b)
+    ).config.center_input
 
 
 def test_dictionary_learning_gated(tmp_path):
@@ -585,18 +587,6 @@ def sparsify_weights() -> dict:
     }
 
 
-def sparsify_forward(w: dict, x: torch.Tensor, k: int, transcode: bool):
-    """``SparseCoder.encode`` (fused_encoder: relu then top-k) and ``decode`` (+ ``W_skip``)."""
-    sae_in = x if transcode else x - w["b_dec"]
-    pre_acts = F.relu(F.linear(sae_in, w["encoder.weight"], w["encoder.bias"]))
-    top = pre_acts.topk(k, dim=-1, sorted=False)
-    f = torch.zeros_like(pre_acts).scatter(-1, top.indices, top.values)
-    out = (top.values.unsqueeze(-1) * w["W_dec"][top.indices]).sum(-2) + w["b_dec"]
-    if "W_skip" in w:
-        out = out + x @ w["W_skip"].mT
-    return f, out
-
-
 def test_sparsify_sae(tmp_path):
     w = sparsify_weights()
     folder = sparsify_folder(tmp_path, "layers.3", w, sparsify_cfg())
@@ -689,7 +679,8 @@ def test_circuit_tracer_relu(tmp_path):
     save_file(w, str(tmp_path / "layer_0.safetensors"))
     x = inputs()
     f, x_hat = tracer_forward(w, x)
-    dictionary = check(tmp_path / "layer_0.safetensors", "circuit_tracer", x, f, x_hat)
+    with pytest.warns(UserWarning, match="without a threshold load as ReLU"):
+        dictionary = check(tmp_path / "layer_0.safetensors", "circuit_tracer", x, f, x_hat)
     assert dictionary.arch == "relu" and dictionary.config.place == "mlp_in.0"
 
 
@@ -712,7 +703,7 @@ def test_circuit_tracer_bad_files(tmp_path):
     save_file({**w, "k": torch.tensor(4)}, str(tmp_path / "layer_4.safetensors"))
     raises_naming(
         tmp_path / "layer_4.safetensors",
-        r"layer_4\.safetensors: TopK transcoders keep negative top-k values",
+        r"layer_4\.safetensors: has both a JumpReLU threshold and a TopK k",
     )
 
     missing = {k: v for k, v in w.items() if k != "b_dec"}
@@ -725,5 +716,129 @@ def test_circuit_tracer_bad_files(tmp_path):
     )
 
     raises_naming(
-        tmp_path, r": expected exactly one layer_N\.safetensors, found 5 \['layer_1\.safetensors'"
-    )  # a folder with several layer files
+        tmp_path,
+        r": holds 5 layer files \['layer_1\.safetensors'.*read it with load_dictionary_set",
+    )  # a folder with several layer files: a transcoder set
+
+
+def tracer_topk_forward(w: dict, x: torch.Tensor, k: int):
+    """``SingleLayerTranscoder`` with ``TopK(k)``: the k largest pre-activations keep their sign."""
+    pre = F.linear(x, w["W_enc"], w["b_enc"])
+    f = dense_topk(pre, k)
+    return f, f @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T
+
+
+def tracer_set(folder: Path, layers: int, config: str | None = None, **weights) -> list[dict]:
+    """A ``TranscoderSet.to_safetensors`` folder: ``layer_0 ... layer_{layers-1}``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    states = [tracer_weights(**weights) for _ in range(layers)]
+    for layer, state in enumerate(states):
+        save_file(state, str(folder / f"layer_{layer}.safetensors"))
+    if config is not None:
+        (folder / "config.yaml").write_text(config)
+    return states
+
+
+def test_circuit_tracer_folder_is_a_dictionary_set(tmp_path):
+    states = tracer_set(tmp_path / "set", 3, "model_kind: transcoder_set\nmodel_name: gpt2\n")
+    assert list_dictionary_set(tmp_path / "set") == ["mlp.0", "mlp.1", "mlp.2"]
+    dictionaries = load_dictionary_set(tmp_path / "set")
+    x = inputs()
+    for layer, state in enumerate(states):
+        dictionary = dictionaries[f"mlp.{layer}"]
+        f, x_hat = tracer_forward(state, x)
+        with torch.no_grad():
+            torch.testing.assert_close(dictionary.encode(x), f, atol=TOL, rtol=0)
+            torch.testing.assert_close(dictionary(x).x_hat, x_hat, atol=TOL, rtol=0)
+        config = dictionary.config
+        assert (config.place, config.writes, config.model) == (
+            f"mlp_in.{layer}",
+            f"mlp.{layer}",
+            "gpt2",
+        )
+    with pytest.raises(
+        DictionaryError, match="holds 3 layer files .* read it with load_dictionary_set"
+    ):
+        load_dictionary(tmp_path / "set")
+
+
+def test_circuit_tracer_topk_takes_k_from_config_yaml(tmp_path):
+    config = "feature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\nk: 3\n"
+    states = tracer_set(tmp_path / "set", 2, config, threshold=False)
+    states[1]["b_enc"] -= 6.0  # most pre-activations negative: some of the top 3 are too
+    save_file(states[1], str(tmp_path / "set" / "layer_1.safetensors"))
+    dictionary = load_dictionary_set(tmp_path / "set")["mlp.1"]
+    assert dictionary.arch == "topk" and dictionary.config.k == 3 and dictionary.config.signed
+    x = inputs()
+    f, x_hat = tracer_topk_forward(states[1], x, 3)
+    assert (f < 0).any()  # the signed top-k really differs from a ReLU'd one here
+    with torch.no_grad():
+        torch.testing.assert_close(dictionary.encode(x), f, atol=TOL, rtol=0)
+        torch.testing.assert_close(dictionary(x).x_hat, x_hat, atol=TOL, rtol=0)
+
+    save_file({**states[0], "k": torch.tensor(5)}, str(tmp_path / "set" / "layer_0.safetensors"))
+    with pytest.raises(
+        DictionaryError, match=r"layer_0.safetensors: k is 5, .*config.yaml says k=3"
+    ):
+        load_dictionary(tmp_path / "set" / "layer_0.safetensors")
+
+
+def test_circuit_tracer_relu_without_k_loads_with_a_warning(tmp_path):
+    tracer_set(tmp_path / "set", 1, threshold=False)
+    with pytest.warns(UserWarning, match="without a threshold load as ReLU.*put 'k: <k>'"):
+        dictionary = load_dictionary(tmp_path / "set" / "layer_0.safetensors")
+    assert dictionary.arch == "relu"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "feature_input_hook: hook_resid_mid\n",
+            "feature_input_hook 'hook_resid_mid' has no place",
+        ),
+        ("model_kind: cross_layer_transcoder\n", "cross-layer transcoders are not supported"),
+        ("k: -2\n", "config.yaml: k must be a positive integer"),
+        ("k: [\n", "config.yaml: not valid YAML"),
+    ],
+)
+def test_circuit_tracer_config_refusals(tmp_path, config, message):
+    tracer_set(tmp_path / "set", 1, config)
+    with pytest.raises(DictionaryError, match=message):
+        load_dictionary(tmp_path / "set")
+
+
+def test_circuit_tracer_cross_layer_files_are_refused(tmp_path):
+    clt = tmp_path / "clt"
+    clt.mkdir()
+    encoder = {"W_enc_0": randn(S, D), "b_enc_0": randn(S), "b_dec_0": randn(D)}
+    save_file(encoder, str(clt / "W_enc_0.safetensors"))
+    save_file({"W_dec_0": randn(S, 2, D)}, str(clt / "W_dec_0.safetensors"))
+    assert detect_format(clt) == "circuit_tracer"
+    with pytest.raises(DictionaryError, match="cross-layer transcoder"):
+        load_dictionary(clt)
+
+
+@pytest.mark.parametrize("fmt", ["saelens", "sparsify", "circuit_tracer"])
+def test_bfloat16_files_keep_their_dtype(tmp_path, fmt):
+    if fmt == "saelens":
+        w = standard_weights()
+        folder = saelens_folder(
+            tmp_path,
+            {k: v.bfloat16() for k, v in w.items()},
+            saelens_cfg("standard", "blocks.0.hook_resid_post"),
+        )
+    elif fmt == "sparsify":
+        w = sparsify_weights()
+        folder = sparsify_folder(
+            tmp_path, "layers.0", {k: v.bfloat16() for k, v in w.items()}, sparsify_cfg()
+        )
+    else:
+        w = tracer_weights()
+        folder = tmp_path / "layer_0.safetensors"
+        save_file({k: v.bfloat16() for k, v in w.items()}, str(folder))
+    dictionary = load_dictionary(folder)
+    assert dictionary.dtype == torch.bfloat16
+    assert {p.dtype for p in dictionary.parameters()} == {torch.bfloat16}
+    assert torch.equal(dictionary.W_dec, w["W_dec"].bfloat16())  # the stored values, as stored
+    assert load_dictionary(folder, dtype=torch.float32).dtype == torch.float32

@@ -1,4 +1,4 @@
-"""Reader for saprmarks/dictionary_learning: a folder with ``ae.pt`` and ``config.json``.
+"""Reader and writer for saprmarks/dictionary_learning: a folder with ``ae.pt`` and ``config.json``.
 
 ``ae.pt`` is a state dict written by ``torch.save`` (read here with ``weights_only=True``).
 ``config.json`` is ``{"trainer": {"dict_class", "activation_dim", "dict_size", "k", "layer",
@@ -27,10 +27,17 @@ buffer (early versions encode with a batch-dependent top-k).
 Not reproduced: ``AutoEncoder.from_pretrained(normalize_decoder=True)`` of recent versions
 rescales features by the decoder column norms; we keep the saved weights, so features are what
 the module's own ``encode`` returns (reconstructions are identical either way).
+
+``write`` uses the classes of dictionary_learning 0.1.0: relu -> AutoEncoder, gated ->
+GatedAutoEncoder, jumprelu -> JumpReluAutoEncoder, topk -> AutoEncoderTopK, batchtopk ->
+BatchTopKSAE (its ``threshold`` buffer set), each with the centring its class applies folded into
+the encoder bias. It has no transcoders. ``AutoEncoder.from_pretrained`` normalises the decoder
+by default, which rescales the features of a dictionary whose decoder rows are not unit norm.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -39,8 +46,13 @@ import torch
 
 from sparse_circuits.dictionaries.base import Dictionary
 from sparse_circuits.dictionaries.config import DictionaryConfig, DictionaryError, config_from_file
-from sparse_circuits.dictionaries.formats.common import take
+from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
+    encoder_weights,
+    take,
+)
 from sparse_circuits.dictionaries.native import from_state_dict
+from sparse_circuits.files import atomic_path, write_text_atomic
 
 WEIGHTS_FILE = "ae.pt"
 CONFIG_FILE = "config.json"
@@ -66,6 +78,10 @@ def read(path: Path) -> Dictionary:
         raise DictionaryError(f"{path / CONFIG_FILE}: 'trainer' is not a JSON object")
 
     dict_class = block.get("dict_class") or _infer_class(state, weights)
+    if dict_class == "AutoEncoder" and "decoder.bias" in state and "bias" not in state:
+        # dictionary_learning's standard trainers record "AutoEncoder" whatever class they
+        # trained; these keys are AutoEncoderNew's (seen with 0.1.0's StandardTrainerAprilUpdate)
+        dict_class = "AutoEncoderNew"
     if dict_class not in _CONVERTERS:
         raise DictionaryError(
             f"{weights}: dictionary_learning class {dict_class!r} is not supported "
@@ -269,3 +285,69 @@ def _submodule_place(name: str) -> str | None:
             return None
         return "embed" if layer == 0 else f"resid.{layer - 1}"
     return f"{kind}.{layer}"
+
+
+# the class each architecture is written as, and whether that class subtracts b_dec first
+_WRITTEN_CLASSES = {
+    "relu": ("AutoEncoder", True),
+    "gated": ("GatedAutoEncoder", True),
+    "jumprelu": ("JumpReluAutoEncoder", False),
+    "topk": ("AutoEncoderTopK", True),
+    "batchtopk": ("BatchTopKSAE", True),
+}
+
+
+def _submodule_name(place: str | None) -> str | None:
+    """The inverse of ``_submodule_place``: ``resid.3 -> resid_post_layer_3``."""
+    if place is None or place == "embed":
+        return place
+    kind, _, layer = place.partition(".")
+    when = {"resid": "post", "mlp": "out", "attn": "out"}.get(kind)
+    return f"{kind}_{when}_layer_{layer}" if when else None
+
+
+def _written_state(dictionary: Dictionary, dict_class: str, center: bool):
+    native = encoder_weights(dictionary, center_input=center)
+    if dict_class == "JumpReluAutoEncoder":
+        return {name: native[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+    state = {"encoder.weight": native["W_enc"].T, "decoder.weight": native["W_dec"].T}
+    if dict_class == "AutoEncoder":
+        state.update({"encoder.bias": native["b_enc"], "bias": native["b_dec"]})
+    elif dict_class == "GatedAutoEncoder":
+        state.update(
+            decoder_bias=native["b_dec"],
+            r_mag=native["r_mag"],
+            gate_bias=native["b_enc"],
+            mag_bias=native["b_mag"],
+        )
+    else:  # AutoEncoderTopK, BatchTopKSAE: int32 k and float32 threshold buffers
+        state.update({"encoder.bias": native["b_enc"], "b_dec": native["b_dec"]})
+        state["k"] = torch.tensor(dictionary.config.k, dtype=torch.int32)
+        threshold = native["threshold"] if "threshold" in native else torch.tensor(-1.0)
+        state["threshold"] = threshold.to(torch.float32)
+    return state
+
+
+def write(dictionary: Dictionary, directory: str | Path) -> Path:
+    """Write ``dictionary`` as ``ae.pt`` + ``config.json``; the weights first, the config last."""
+    config = dictionary.config
+    if config.is_transcoder or config.skip or config.d_out != config.d_in:
+        raise FormatCannotHold("dictionary_learning 0.1.0 has no transcoders")
+    dict_class, center = _WRITTEN_CLASSES[config.arch]
+    state = _written_state(dictionary, dict_class, center)
+    trainer = {
+        "dict_class": dict_class,
+        "activation_dim": config.d_in,
+        "dict_size": config.d_sae,
+        "k": config.k,
+        "lm_name": config.model,
+        "submodule_name": _submodule_name(config.place),
+        "converted_from": f"sparse-circuits {config.arch} ({config.source_format})",
+    }
+    trainer = {key: value for key, value in trainer.items() if value is not None}
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        torch.save({name: t.detach().cpu().contiguous() for name, t in state.items()}, tmp)
+    write_text_atomic(directory / CONFIG_FILE, json.dumps({"trainer": trainer}, indent=4))
+    return directory

@@ -1,4 +1,4 @@
-"""Reader for SAELens: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
+"""Reader and writer for SAELens: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
 
 Weights (D = d_in, F = d_sae, O = d_out): ``W_enc (D, F)``, ``W_dec (F, D)``, ``b_dec (D)`` and
 ``b_enc (F)``; gated SAEs have ``b_gate``, ``r_mag``, ``b_mag`` instead of ``b_enc``; JumpReLU
@@ -23,10 +23,17 @@ Refused: ``normalize_activations`` other than none (``expected_average_only_in``
 dataset-level factor that is not in the files; ``constant_norm_rescale`` and ``layer_norm``
 rescale every input at run time), activation functions other than relu/topk, and the
 batch-dependent ``batchtopk``/``matryoshka_batchtopk`` training checkpoints.
+
+``write`` produces the 6.x layout that ``SAE.load_from_disk`` reads: relu -> ``standard`` (or
+``transcoder``/``skip_transcoder``), jumprelu -> ``jumprelu`` (or the jumprelu transcoders),
+batchtopk -> ``jumprelu`` with its threshold on every feature (what SAELens's own
+``save_inference_model`` does for batch top-k), topk -> ``topk`` and gated -> ``gated`` (SAEs
+only). Transcoders never subtract ``b_dec``; that is folded into ``b_enc`` when needed.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -34,9 +41,13 @@ from typing import Any
 import torch
 
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
-from sparse_circuits.dictionaries.formats.common import json_object
-from sparse_circuits.dictionaries.native import from_state_dict
-from sparse_circuits.files import read_safetensors
+from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
+    encoder_weights,
+    json_object,
+)
+from sparse_circuits.dictionaries.native import from_state_dict, stored_dtype
+from sparse_circuits.files import read_safetensors, write_safetensors, write_text_atomic
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -50,6 +61,12 @@ _ARCHS = {
     "skip_transcoder": "relu",
     "jumprelu_transcoder": "jumprelu",
     "jumprelu_skip_transcoder": "jumprelu",
+}
+_HOOK_NAMES = {
+    "resid": "hook_resid_post",
+    "mlp": "hook_mlp_out",
+    "attn": "hook_attn_out",
+    "mlp_in": "ln2.hook_normalized",
 }
 _HOOK = re.compile(
     r"^blocks\.(\d+)\.(hook_resid_post|hook_resid_pre|hook_mlp_out|hook_attn_out|ln2\.hook_normalized)$"
@@ -75,6 +92,7 @@ def read(path: Path) -> Dictionary:
         raise DictionaryError(f"{cfg_path}: apply_b_dec_to_input={center!r} is not valid here")
 
     state = dict(read_safetensors(weights, DictionaryError))
+    dtype = stored_dtype(state)  # the folds below work in float32
     native = _native_weights(state, architecture, weights)
     if architecture == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
         _fold_decoder_norm(native, weights)
@@ -100,7 +118,7 @@ def read(path: Path) -> Dictionary:
         )
     except DictionaryError as error:
         raise DictionaryError(f"{cfg_path}: {error}") from None
-    return from_state_dict(config, native, source=str(weights))
+    return from_state_dict(config, native, source=str(weights), dtype=dtype)
 
 
 def _architecture(cfg: dict[str, Any], cfg_path: Path) -> str:
@@ -190,3 +208,75 @@ def _hook_place(hook: Any) -> str | None:
         return "embed" if layer == 0 else f"resid.{layer - 1}"
     kind = {"hook_resid_post": "resid", "hook_mlp_out": "mlp", "hook_attn_out": "attn"}
     return f"{kind.get(name, 'mlp_in')}.{layer}"
+
+
+def _hook_name(place: str | None) -> str | None:
+    """The inverse of ``_hook_place``: ``resid.3 -> blocks.3.hook_resid_post``."""
+    if place is None:
+        return None
+    if place == "embed":
+        return "blocks.0.hook_resid_pre"
+    kind, _, layer = place.partition(".")
+    return f"blocks.{layer}.{_HOOK_NAMES[kind]}" if kind in _HOOK_NAMES else None
+
+
+def _written_architecture(dictionary: Dictionary) -> str:
+    config = dictionary.config
+    transcoder = config.is_transcoder or config.skip or config.d_out != config.d_in
+    if config.arch in ("relu", "jumprelu", "batchtopk"):
+        base = "standard" if config.arch == "relu" else "jumprelu"
+        if not transcoder:
+            return base
+        prefix = "" if base == "standard" else "jumprelu_"
+        return f"{prefix}{'skip_' if config.skip else ''}transcoder"
+    if transcoder:
+        raise FormatCannotHold(
+            f"SAELens has no {config.arch} transcoder (it has relu and jumprelu transcoders)"
+        )
+    return config.arch
+
+
+def write(dictionary: Dictionary, directory: str | Path) -> Path:
+    """Write ``dictionary`` as a SAELens 6.x folder; the weights first, ``cfg.json`` last."""
+    config = dictionary.config
+    architecture = _written_architecture(dictionary)
+    transcoder = "transcoder" in architecture
+    center = config.center_input and not transcoder
+    native = encoder_weights(dictionary, center_input=center)
+    weights = {"W_enc": native["W_enc"], "W_dec": native["W_dec"], "b_dec": native["b_dec"]}
+    weights["b_gate" if architecture == "gated" else "b_enc"] = native["b_enc"]
+    if architecture == "gated":
+        weights.update(r_mag=native["r_mag"], b_mag=native["b_mag"])
+    if "jumprelu" in architecture:
+        weights["threshold"] = native["threshold"].expand(config.d_sae).clone()
+    if config.skip:
+        weights["W_skip"] = native["W_skip"].T
+    metadata = {
+        # marks the 6.x layout, so SAELens does not rewrite it as a pre-6.0 config
+        "sae_lens_version": "6.0.0",
+        "model_name": config.model,
+        "hook_name": _hook_name(config.place),
+        "converted_from": f"sparse-circuits {config.arch} ({config.source_format})",
+    }
+    if transcoder:
+        metadata["hook_name_out"] = _hook_name(config.writes or config.place)
+    cfg: dict[str, Any] = {
+        "architecture": architecture,
+        "d_in": config.d_in,
+        "d_sae": config.d_sae,
+        "dtype": str(dictionary.dtype).removeprefix("torch."),
+        "device": "cpu",
+        "apply_b_dec_to_input": center,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {key: value for key, value in metadata.items() if value is not None},
+    }
+    if transcoder:
+        cfg["d_out"] = config.d_out
+    if architecture == "topk":
+        cfg.update(k=config.k, rescale_acts_by_decoder_norm=False)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(directory / WEIGHTS_FILE, weights)
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(cfg, indent=2))
+    return directory

@@ -1,4 +1,4 @@
-"""Reader for EleutherAI sparsify (and its predecessor ``sae``): ``cfg.json`` + ``sae.safetensors``.
+"""Reader and writer for EleutherAI sparsify (and its predecessor ``sae``): ``cfg.json`` + ``sae.safetensors``.
 
 Weights (D = d_in, F = num_latents): ``encoder.weight (F, D)`` and ``encoder.bias (F)`` of an
 ``nn.Linear``, ``W_dec (F, D)``, ``b_dec (D)``, and for a skip connection ``W_skip (D, D)``,
@@ -19,18 +19,29 @@ as ``model.`` or ``gpt_neox.`` is allowed. The model is not recorded in these fi
 
 Refused: the ``groupmax`` activation (and any other than ``topk``), and options that need inputs
 other than the activation itself (``embed_skip``, ``gram_lookup``, ``normalize_io``, ``signed``).
+
+``write`` handles what ``SparseCoder`` can hold: topk dictionaries whose output has the input's
+width. An SAE is written with ``transcode=false`` (``b_dec`` subtracted: folded into
+``encoder.bias`` if ours does not centre), a transcoder with ``transcode=true``. sparsify reads
+the hookpoint from the folder name (``layers.3`` ...), so name the folder after it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from sparse_circuits.dictionaries.base import Dictionary, DictionaryConfig, DictionaryError
-from sparse_circuits.dictionaries.formats.common import json_object, take
+from sparse_circuits.dictionaries.formats.common import (
+    FormatCannotHold,
+    encoder_weights,
+    json_object,
+    take,
+)
 from sparse_circuits.dictionaries.native import from_state_dict
-from sparse_circuits.files import read_safetensors
+from sparse_circuits.files import read_safetensors, write_safetensors, write_text_atomic
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -111,3 +122,41 @@ def _hookpoint_place(name: str, transcode: bool) -> tuple[str | None, str | None
     if module is None:
         return f"resid.{layer}", None
     return (f"mlp.{layer}" if module == "mlp" else f"attn.{layer}"), None
+
+
+def write(dictionary: Dictionary, directory: str | Path) -> Path:
+    """Write a topk ``dictionary`` as a sparsify folder; the weights first, ``cfg.json`` last."""
+    config = dictionary.config
+    if config.arch != "topk":
+        raise FormatCannotHold(f"sparsify holds only topk dictionaries, not {config.arch}")
+    if config.d_out != config.d_in:
+        raise FormatCannotHold(
+            f"sparsify decodes to the input's width; this dictionary maps {config.d_in} -> "
+            f"{config.d_out}"
+        )
+    transcode = config.is_transcoder
+    native = encoder_weights(dictionary, center_input=not transcode)
+    weights = {
+        "encoder.weight": native["W_enc"].T,
+        "encoder.bias": native["b_enc"],
+        "W_dec": native["W_dec"],
+        "b_dec": native["b_dec"],
+    }
+    if config.skip:
+        weights["W_skip"] = native["W_skip"].T
+    cfg = {
+        "activation": "topk",
+        "expansion_factor": max(1, config.d_sae // config.d_in),
+        "normalize_decoder": True,
+        "num_latents": config.d_sae,
+        "k": config.k,
+        "multi_topk": False,
+        "skip_connection": config.skip,
+        "transcode": transcode,
+        "d_in": config.d_in,
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(directory / WEIGHTS_FILE, weights)
+    write_text_atomic(directory / CONFIG_FILE, json.dumps(cfg, indent=2))
+    return directory
