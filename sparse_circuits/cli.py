@@ -469,6 +469,93 @@ def _feature_ref(item: str, source: Path) -> tuple[str, int]:
     return place, int(feature)
 
 
+@command
+def cmd_behaviours(args: argparse.Namespace) -> int:
+    """The unsupervised pipeline: corpus -> contexts -> clusters -> a circuit each -> a site."""
+    from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
+    from sparse_circuits.circuits.behaviours.clustering import ClusterConfig
+    from sparse_circuits.circuits.behaviours.contexts import ContextConfig
+    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig, run_behaviours
+    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.distributed import init_distributed
+
+    try:
+        clusters = tuple(int(k) for k in args.clusters.split(",")) if args.clusters else ()
+    except ValueError:
+        raise ValueError(f"--clusters {args.clusters!r}: expected K or K1,K2,...") from None
+    config = BehavioursConfig(
+        contexts=ContextConfig(
+            n_contexts=args.contexts,
+            max_loss=args.max_loss,
+            prefix_length=args.prefix_length,
+            corpus_tokens=args.corpus_tokens,
+            seed=args.seed,
+        ),
+        describe=args.describe,
+        clustering=ClusterConfig(clusters=clusters, method=args.cluster_method, seed=args.seed),
+        circuits=ClusterCircuitConfig(
+            method=args.method,
+            steps=args.steps,
+            examples=args.examples,
+            held_out=args.held_out,
+            node_threshold=args.node_threshold,
+            edge_threshold=args.edge_threshold,
+            top_features=args.top_features,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        ),
+        corpus=args.corpus,
+        describe_batch_size=args.batch_size,
+    )  # bad options fail before the slow part
+    init_distributed(args.device)  # under torchrun: before the model, so each rank has its GPU
+    dictionaries = _load_dictionaries(args.dictionaries, args.places, args.device)
+    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    settings = {"model": args.model, "dictionaries": str(args.dictionaries), "corpus": args.corpus}
+    run = run_behaviours(model, adapter, dictionaries, args.out, config, settings=settings)
+    summary = {
+        "out": str(run.out),
+        "index": None if run.index is None else str(run.index),
+        "contexts": run.n_contexts,
+        "clusters": run.n_clusters,
+        "computed": len(run.computed),
+        "skipped": len(run.skipped),
+        "seconds": run.seconds,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def add_behaviours_parser(sub) -> None:
+    behaviours = sub.add_parser(
+        "behaviours", help="cluster a corpus's contexts into behaviours, a circuit each, a site"
+    )
+    add_model_arguments(behaviours)
+    behaviours.add_argument("--dictionaries", required=True, type=Path, help="dictionary set")
+    behaviours.add_argument("--places", help="comma-separated places (default: every one)")
+    behaviours.add_argument("--corpus", default="embedded", help="embedded, a .txt or .jsonl file")
+    behaviours.add_argument("--corpus-tokens", type=int, help="read at most this many tokens")
+    behaviours.add_argument("--contexts", type=int, default=2000, help="contexts to find")
+    behaviours.add_argument("--max-loss", type=float, default=1.0, help="keep answers below (nats)")
+    behaviours.add_argument("--prefix-length", type=int, default=16, help="tokens per context")
+    behaviours.add_argument(
+        "--describe", default="attribution", choices=["attribution", "activations", "gradients"]
+    )
+    behaviours.add_argument("--clusters", help="K, or K1,K2,... to sweep (default: a sweep)")
+    behaviours.add_argument(
+        "--cluster-method", default="auto", choices=["auto", "spectral", "kmeans"]
+    )
+    behaviours.add_argument("--method", default="attrib", choices=["attrib", "ig"])
+    behaviours.add_argument("--steps", type=int, default=10, help="integration steps (ig)")
+    behaviours.add_argument("--examples", type=int, default=100, help="contexts per circuit")
+    behaviours.add_argument("--held-out", type=float, default=0.2, help="share kept to score")
+    behaviours.add_argument("--node-threshold", type=float, default=0.1)
+    behaviours.add_argument("--edge-threshold", type=float, default=0.01)
+    behaviours.add_argument("--top-features", type=int, default=10, help="listed per cluster")
+    behaviours.add_argument("--batch-size", type=int, default=16)
+    behaviours.add_argument("--seed", type=int, default=0)
+    behaviours.add_argument("--out", required=True, type=Path, help="output folder (the site)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
@@ -640,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", required=True, choices=["graphml", "html", "neuronpedia"]
     )
     export_parser.add_argument("--out", required=True, type=Path)
+    add_behaviours_parser(sub)
     return parser
 
 

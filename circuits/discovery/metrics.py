@@ -15,7 +15,7 @@ import torch
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 
-__all__ = ["Metric", "LogitDiff", "ProbeLogit"]
+__all__ = ["Metric", "LogitDiff", "ProbeLogit", "AnswerLogProb"]
 
 
 class Metric(Protocol):
@@ -39,6 +39,22 @@ class LogitDiff:
 
     def __repr__(self) -> str:
         return "logit_diff"
+
+
+class AnswerLogProb:
+    """``log p(clean answer)`` at the last position: how well the model predicts each
+    prompt's own next token. The metric of the unsupervised pipeline's circuits (Marks et al.
+    2024, section 5), there with a zero baseline (prompts without patch fields)."""
+
+    last_position_only = True
+
+    def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
+        log_probs_BV = model.output.logits[:, -1].float().log_softmax(dim=-1)
+        rows = torch.arange(len(batch), device=log_probs_BV.device)
+        return log_probs_BV[rows, batch.clean_answer]
+
+    def __repr__(self) -> str:
+        return "answer_log_prob"
 
 
 class ProbeLogit:
