@@ -413,7 +413,8 @@ def test_every_cluster_has_a_circuit_and_a_line(site, planted):
         assert graph.graph["metric_patch"] == 0.0  # the zero baseline runs no patch prompt
         assert line["faithfulness"] is None or np.isfinite(line["faithfulness"])
     first = lines[0]["contexts"][0]
-    assert first["text"] + first["answer"] in planted[3][first["document"]]
+    # the tiny word-level tokenizer decodes an answer alone without its space
+    assert f"{first['text']} {first['answer']}" in planted[3][first["document"]]
 
 
 def test_every_link_of_the_site_resolves(site):
@@ -429,7 +430,7 @@ def test_every_link_of_the_site_resolves(site):
         for target in page_links(page):
             assert (page.parent / target).resolve().is_file(), f"{page}: broken link {target}"
     circuit_page = (out / "clusters" / "0" / "circuit.html").read_text()
-    assert '<script src="../../plotly.min.js"' in circuit_page
+    assert 'src="../../plotly.min.js"' in circuit_page
     assert len(circuit_page) < 200_000, "plotly.js is shared, not inlined in every figure"
 
 
@@ -478,7 +479,7 @@ def test_plotly_js_option_shares_one_copy(site, tmp_path):
     graph = load_circuit(out / "clusters" / "0" / "circuit.json")
     inlined = to_html(graph, tmp_path / "inlined.html").read_text()
     shared = to_html(graph, tmp_path / "shared.html", plotly_js="lib/plotly.min.js").read_text()
-    assert '<script src="lib/plotly.min.js"' in shared and "lib/plotly.min.js" not in inlined
+    assert 'src="lib/plotly.min.js"' in shared and "lib/plotly.min.js" not in inlined
     assert len(inlined) - len(shared) > 1_000_000  # plotly.js itself
 
 
@@ -530,8 +531,8 @@ def saved(tmp_path_factory):
 def cli_arguments(saved: Path, out: Path) -> list[str]:
     return [
         "behaviours", "--model", str(saved / "model"), "--dictionaries", str(saved / "dicts"),
-        "--corpus", str(saved / "planted.txt"), "--contexts", "60", "--max-loss", "100",
-        "--prefix-length", "6", "--describe", "activations", "--clusters", "6",
+        "--corpus", str(saved / "planted.txt"), "--contexts", "40", "--max-loss", "100",
+        "--prefix-length", "6", "--describe", "activations", "--clusters", "4",
         "--examples", "8", "--node-threshold", "0.02", "--top-features", "3", "--out", str(out),
     ]  # fmt: skip
 
@@ -549,17 +550,21 @@ def run_cli(saved: Path, out: Path, *, launcher: list[str] | None = None, wait: 
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def site_files(out: Path) -> dict[str, bytes]:
-    """What a reader sees: every page, clusters.jsonl and every circuit (timings left out)."""
+    """What a reader sees: every page, clusters.jsonl and every circuit (timings left out;
+    the random id plotly gives each figure's element replaced)."""
     names = [*out.rglob("*.html"), out / "clusters.jsonl", *out.rglob("circuit.json")]
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in names}
+    return {p.relative_to(out).as_posix(): UUID.sub(b"ID", p.read_bytes()) for p in names}
 
 
 @pytest.fixture(scope="module")
 def straight(saved):
     out = saved / "straight"
     (summary,) = run_cli(saved, out)
-    assert summary["clusters"] == 6 and summary["computed"] == 6
+    assert summary["clusters"] == 4 and summary["computed"] == 4
     return out
 
 
@@ -573,10 +578,10 @@ def test_resume_after_kill_completes_only_the_missing_clusters(saved, straight):
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished = len(results())
-    assert 1 <= finished < 6, "the run was not killed part-way"
+    assert 1 <= finished < 4, "the run was not killed part-way"
     assert not (out / "index.html").exists()
     (summary,) = run_cli(saved, out)
-    assert summary["skipped"] == finished and summary["computed"] == 6 - finished
+    assert summary["skipped"] == finished and summary["computed"] == 4 - finished
     assert site_files(out) == site_files(straight)
 
 
@@ -591,7 +596,7 @@ def test_two_processes_make_the_same_site_as_one(saved, straight):
         "2",
     ]
     summaries = run_cli(saved, out, launcher=launcher)
-    assert sum(s["computed"] for s in summaries) == 6 and all(s["computed"] for s in summaries)
+    assert sum(s["computed"] for s in summaries) == 4 and all(s["computed"] for s in summaries)
     assert sum(s["index"] is not None for s in summaries) == 1, "rank 0 alone writes the index"
     assert site_files(out) == site_files(straight)
 

@@ -53,14 +53,10 @@ def _last_position_rows(runner: Runner, batch, description: Description) -> list
     places = list(run.places.values())
     if description == "activations":
         return [sp.features[:, -1].detach() for sp in places]
-    leaves = (
-        [sp.error for sp in places]
-        if description == "gradients"
-        else [sp.features for sp in places]
-    )
-    grads = torch.autograd.grad(run.metric.sum(), leaves)
+    metric = run.metric.sum()
     if description == "gradients":  # a spliced place writes decode(f) + error: d/d error = d/dx
-        return [grad[:, -1] for grad in grads]
+        return [grad[:, -1] for grad in torch.autograd.grad(metric, [sp.error for sp in places])]
+    grads = torch.autograd.grad(metric, [sp.features for sp in places])
     return [(sp.features * grad)[:, -1].detach() for sp, grad in zip(places, grads, strict=True)]
 
 
@@ -82,12 +78,10 @@ def describe_contexts(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     runner = Runner(model, adapter, dictionaries, AnswerLogProb())
-    width = (
-        (lambda p: adapter.width(p))
-        if description == "gradients"
-        else (lambda p: runner.dictionaries[p].d_sae)
-    )
-    blocks = [(place, width(place)) for place in runner.places]
+    blocks = [
+        (place, adapter.width(place) if description == "gradients" else dictionary.d_sae)
+        for place, dictionary in runner.dictionaries.items()
+    ]
     parts = []
     starts = range(0, len(contexts), batch_size)
     for start in tqdm(
