@@ -112,11 +112,12 @@ def shard_clusters(sizes: list[int], world: int, *, examples: int) -> list[list[
 
 
 def _wait_for(paths: list[Path], what: str, poll: float) -> None:
-    started = time.time()
+    """Return once every one of ``paths`` exists, saying once on stderr what it waits for."""
+    said = False
     while not all(path.is_file() for path in paths):
-        if time.time() - started > 5:
+        if not said:
             print(f"sparse-circuits: waiting for {what} ...", file=sys.stderr, flush=True)
-            started = float("inf")
+            said = True
         time.sleep(poll)
 
 
