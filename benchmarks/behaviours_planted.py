@@ -50,23 +50,24 @@ def _cycle(items: list[str], start: int, n: int, sep: str) -> str:
 
 
 def _made_up_word(rng: random.Random) -> str:
-    """A word of three random syllables: only copying its earlier occurrence predicts it."""
-    return "".join(rng.sample(SYLLABLES, 3))
+    """A word of two random syllables: only copying its earlier occurrence predicts it (four
+    of them repeat every 10-12 tokens, within a 16-token prefix)."""
+    return "".join(rng.sample(SYLLABLES, 2))
 
 
 def planted_documents(rng: random.Random, per_behaviour: int = 8) -> list[tuple[str, str]]:
     """``(behaviour, document)`` pairs; every low-loss position of a document belongs to its
     behaviour."""
-    makers = {
-        "counting": lambda: " ".join(str(n) for n in range(rng.randint(1, 60), 200)[:24]),
+    makers = {  # each document about 40 tokens, so each behaviour has about as many
+        "counting": lambda: " ".join(str(n) for n in range(rng.randint(10, 80), 200)[:14]),
         "alphabet": lambda: _cycle([chr(c) for c in range(65, 91)], rng.randint(0, 25), 40, " "),
-        "weekdays": lambda: _cycle(WEEKDAYS, rng.randint(0, 6), 24, ", "),
-        "months": lambda: _cycle(MONTHS, rng.randint(0, 11), 24, "; "),
-        "induction": lambda: " ".join([_made_up_word(rng) for _ in range(5)] * 4),
-        "phrases": lambda: ". ".join(rng.sample(PHRASES, 8)) + ".",
+        "weekdays": lambda: _cycle(WEEKDAYS, rng.randint(0, 6), 20, ", "),
+        "months": lambda: _cycle(MONTHS, rng.randint(0, 11), 20, "; "),
+        "induction": lambda: " ".join([_made_up_word(rng) for _ in range(4)] * 4),
+        "phrases": lambda: ". ".join(rng.sample(PHRASES, 7)) + ".",
         "code": lambda: "\n".join(
             f"for {v} in range({rng.randint(2, 99)}):\n    print({v})"
-            for v in rng.sample(["i", "j", "k", "n", "x", "y", "item", "value", "index"], 5)
+            for v in rng.sample(["i", "j", "k", "n", "x", "y", "item", "value", "index"], 3)
         ),
     }
     pairs = [(name, make()) for _ in range(per_behaviour) for name, make in makers.items()]
@@ -77,10 +78,10 @@ def planted_documents(rng: random.Random, per_behaviour: int = 8) -> list[tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--contexts", type=positive(int), default=280)
+    parser.add_argument("--contexts", type=positive(int), default=140)
     parser.add_argument("--clusters", default="7,10,14", help="K or K1,K2,... to sweep")
     parser.add_argument("--examples", type=positive(int), default=100)
-    parser.add_argument("--prefix-length", type=positive(int), default=12)
+    parser.add_argument("--prefix-length", type=positive(int), default=16)
     parser.add_argument("--describe", default="attribution")
     parser.add_argument("--label-windows", type=positive(int), default=64)
     args = parser.parse_args()
