@@ -44,7 +44,8 @@ from sparse_circuits.circuits.behaviours.pipeline import (
     shard_clusters,
 )
 from sparse_circuits.circuits.data.prompts import PromptBatch
-from sparse_circuits.circuits.discovery.graph import load_circuit
+from sparse_circuits.circuits.discovery.faithfulness import score_selection
+from sparse_circuits.circuits.discovery.graph import load_circuit, selection_from_circuit
 from sparse_circuits.circuits.discovery.metrics import AnswerLogProb
 from sparse_circuits.circuits.export import CHROMIUM, to_html
 from sparse_circuits.circuits.model.activations import uses_bos
@@ -415,6 +416,28 @@ def test_every_cluster_has_a_circuit_and_a_line(site, planted):
     first = lines[0]["contexts"][0]
     # the tiny word-level tokenizer decodes an answer alone without its space
     assert f"{first['text']} {first['answer']}" in planted[3][first["document"]]
+
+
+def test_faithfulness_is_that_of_the_circuit_on_its_held_out_contexts(site, planted):
+    out = site[0]
+    model, adapter, dictionaries = planted[:3]
+    contexts = Contexts.load(out / "contexts.safetensors")
+    scored = 0
+    for cluster in range(4):
+        record = json.loads((out / "clusters" / str(cluster) / "result.json").read_text())
+        assert not set(record["discovery"]) & set(record["held_out"])
+        assert len(record["discovery"]) == min(8, record["size"] - len(record["held_out"]))
+        if record["faithfulness"] is None:
+            continue
+        graph = load_circuit(out / "clusters" / str(cluster) / "circuit.json")
+        selection = selection_from_circuit(graph, {p: (d.d_sae,) for p, d in dictionaries.items()})
+        (score,) = score_selection(
+            model, adapter, dictionaries, [contexts.batch(record["held_out"])], [selection],
+            metric=AnswerLogProb(), progress=False,
+        )  # fmt: skip
+        assert record["faithfulness"] == pytest.approx(score.faithfulness, rel=1e-5)
+        scored += 1
+    assert scored >= 1
 
 
 def test_every_link_of_the_site_resolves(site):

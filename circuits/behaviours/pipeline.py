@@ -183,8 +183,8 @@ def cluster_record(
         "contexts": [contexts.record(tokenizer, i) for i in members],
         "nodes": graph.number_of_nodes() - 1,
         "edges": graph.number_of_edges(),
-        "discovery": len(result.discovery),
-        "held_out": len(result.held_out),
+        "discovery": result.discovery,
+        "held_out": result.held_out,
         "top_features": result.top_features,
     }
 

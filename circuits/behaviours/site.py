@@ -181,7 +181,7 @@ def _cluster_page(record, links, by_id, order: list[int]) -> str:
 <h1>Cluster {cluster}</h1>
 <p>{html.escape(record["summary"])}</p>
 <p>{record["size"]} contexts; circuit of {record["nodes"]} nodes and {record["edges"]} edges from
-{record["discovery"]} of them; faithfulness {faithfulness} on {record["held_out"]} held-out
+{len(record["discovery"])} of them; faithfulness {faithfulness} on {len(record["held_out"])} held-out
 contexts. Files: <a href="circuit.json">circuit.json</a>, <a href="circuit.html">circuit.html</a>,
 <a href="result.json">result.json</a>.</p>
 <h2>Contexts</h2>
