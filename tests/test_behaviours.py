@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -508,7 +509,7 @@ def test_plotly_js_option_shares_one_copy(site, tmp_path):
 
 def chromium_console(page: Path) -> list[str]:
     """Console messages of a page loaded by headless Chromium (its own and its frames')."""
-    with __import__("tempfile").TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
                 str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
