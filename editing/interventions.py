@@ -4,7 +4,8 @@ An intervention changes the activation at one place, ``(B, T, d) -> (B, T, d)``:
 
 - ``FeatureAblation``: set some dictionary features to zero, to their mean or to values
   resampled from other inputs: ``x + (f_new - f) @ W_dec`` (the error is kept, so features not
-  ablated and everything the dictionary misses stay as they were);
+  ablated and everything the dictionary misses stay as they were); ``f_new`` comes from the
+  ablation modes shared with circuit faithfulness (``circuits.model.ablation``);
 - ``FeatureClamp``: set features to fixed values;
 - ``Steering``: add ``coef * vector`` at chosen absolute positions (all by default).
 
@@ -24,10 +25,11 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from sparse_circuits.circuits.model.ablation import Ablation, ablation_values, check_ablation
 from sparse_circuits.circuits.model.adapters import ModelAdapter, torch_module
 from sparse_circuits.dictionaries import Dictionary, DictionaryError
 
@@ -65,10 +67,15 @@ class Intervention(ABC):
 
 @dataclass
 class FeatureAblation(Intervention):
+    """Ablate ``features`` at ``place`` (``circuits.model.ablation`` defines the modes). The
+    edited inputs have no fixed length and are not in a reference set, so ``mean`` takes one
+    given mean per feature for every position and ``resample`` draws each token's values
+    from a given pool of other inputs' activations, uniformly with replacement."""
+
     place: str
     dictionary: Dictionary
     features: Sequence[int]
-    mode: Literal["zero", "mean", "resample"] = "zero"
+    mode: Ablation = "zero"
     values: torch.Tensor | None = None
     """``mean``: the features' mean activations ``(n,)``; ``resample``: a pool ``(M, n)`` of
     activations to draw from (one row per token, drawn with ``seed``)."""
@@ -77,20 +84,17 @@ class FeatureAblation(Intervention):
 
     def __post_init__(self) -> None:
         self.features = _check_features(self.dictionary, self.features, self.place)
-        if self.mode not in ("zero", "mean", "resample"):
-            raise ValueError(f"ablation mode must be zero, mean or resample, got {self.mode!r}")
+        check_ablation(self.mode, name="ablation mode")
         if self.mode != "zero" and self.values is None:
             raise ValueError(f"{self.mode} ablation needs the values to ablate to")
         self._generator = torch.Generator().manual_seed(self.seed)
 
     def replacement(self, f_BTn: torch.Tensor) -> torch.Tensor:
-        if self.mode == "zero":
-            return torch.zeros_like(f_BTn)
-        values = self.values.to(f_BTn)
-        if self.mode == "mean":
-            return values.expand_as(f_BTn)
-        rows = torch.randint(len(values), f_BTn.shape[:-1], generator=self._generator)
-        return values[rows.to(values.device)]
+        """``(B, T, n)``: what the ablated features are set to."""
+        rows_BT = None
+        if self.mode == "resample":
+            rows_BT = torch.randint(len(self.values), f_BTn.shape[:-1], generator=self._generator)
+        return ablation_values(self.mode, f_BTn, reference=self.values, rows=rows_BT)
 
     def apply(self, x_BTD: torch.Tensor, positions_BT: torch.Tensor) -> torch.Tensor:
         d = self.dictionary

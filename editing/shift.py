@@ -48,6 +48,7 @@ from sparse_circuits.editing.probe import (
     pooled_activations_at,
     train_probe,
 )
+from sparse_circuits.errors import ConfigError
 
 __all__ = [
     "FeatureRef",
@@ -101,26 +102,31 @@ class ShiftConfig:
     """Corpus tokens scanned for each candidate's top activating contexts, recorded with it
     so that a person can judge it (0: none)."""
     label_corpus: str = "embedded"
+    """Corpus the top contexts come from (``circuits.data.corpus.read_documents``)."""
     probe_epochs: int = 300
+    """Full-batch Adam steps of each probe's training (``train_probe``)."""
     probe_weight_decay: float = 1e-2
+    """L2 penalty of the probes, on their standardised weights."""
     batch_size: int = 16
+    """Texts per forward pass."""
     seed: int = 0
+    """Seeds the probes, the split of the balanced set and the random baseline."""
 
     def __post_init__(self) -> None:
         if not 0 < self.attribution_share <= 1:
-            raise ValueError(f"attribution_share must be in (0, 1], not {self.attribution_share}")
+            raise ConfigError(f"attribution_share must be in (0, 1], not {self.attribution_share}")
         if self.candidates is not None and self.candidates < 1:
-            raise ValueError(f"candidates must be positive, not {self.candidates}")
+            raise ConfigError(f"candidates must be positive, not {self.candidates}")
         if self.attribution_examples is not None and self.attribution_examples < 2:
-            raise ValueError("attribution_examples must be at least 2 (one of each label)")
+            raise ConfigError("attribution_examples must be at least 2 (one of each label)")
         if not 0 < self.judge_alpha <= 1:
-            raise ValueError(f"judge_alpha must be in (0, 1], not {self.judge_alpha}")
+            raise ConfigError(f"judge_alpha must be in (0, 1], not {self.judge_alpha}")
         if not 0 <= self.judge_threshold <= 1:
-            raise ValueError(f"judge_threshold must be in [0, 1], not {self.judge_threshold}")
+            raise ConfigError(f"judge_threshold must be in [0, 1], not {self.judge_threshold}")
         if self.label_tokens < 0:
-            raise ValueError(f"label_tokens must be >= 0, not {self.label_tokens}")
+            raise ConfigError(f"label_tokens must be >= 0, not {self.label_tokens}")
         if self.first_position < 0:
-            raise ValueError(f"first_position must be >= 0, not {self.first_position}")
+            raise ConfigError(f"first_position must be >= 0, not {self.first_position}")
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -375,27 +381,37 @@ class NoSpuriousFeature(ValueError):
 
 
 def check_ablation_list(
-    adapter: Any, dictionaries: Mapping[str, Dictionary], place: str, refs: Sequence[FeatureRef]
+    adapter: Any,
+    dictionaries: Mapping[str, Dictionary],
+    place: str,
+    refs: Sequence[FeatureRef],
+    *,
+    source: str | Path | None = None,
 ) -> None:
     """Raise ``ValueError`` unless ``refs`` is non-empty and names each of its features once, of
-    a dictionary at or before the probe's ``place``."""
+    a dictionary at or before the probe's ``place``; the message starts with ``source`` (the
+    file the list was read from) when given."""
+
+    def refuse(problem: str) -> ValueError:
+        return ValueError(problem if source is None else f"{source}: {problem}")
+
     if not refs:
-        raise ValueError("the ablation list is empty")
+        raise refuse("the ablation list is empty")
     probe_order = adapter.parse(place).order
     seen: set[FeatureRef] = set()
     for at, feature in refs:
         name = f"{at}:{feature}"
         if at not in dictionaries:
-            raise ValueError(f"cannot ablate {name}: no dictionary for {at}")
+            raise refuse(f"cannot ablate {name}: no dictionary for {at}")
         if adapter.parse(at).order > probe_order:
-            raise ValueError(f"cannot ablate {name}: {at} comes after the probe place {place}")
+            raise refuse(f"cannot ablate {name}: {at} comes after the probe place {place}")
         if not 0 <= feature < dictionaries[at].d_sae:
-            raise ValueError(
+            raise refuse(
                 f"cannot ablate {name}: feature {feature} is beyond the dictionary at {at} "
                 f"(d_sae = {dictionaries[at].d_sae})"
             )
         if (at, feature) in seen:
-            raise ValueError(f"{name} is listed twice in the ablation list")
+            raise refuse(f"{name} is listed twice in the ablation list")
         seen.add((at, feature))
 
 
@@ -431,17 +447,19 @@ def run_shift(
     *,
     concept: list[dict] | None = None,
     ablate: list[FeatureRef] | None = None,
+    ablation_source: str | Path | None = None,
     retrain: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The SHIFT table: ``{"methods": {name: {task_acc, spurious_acc, worst_group_acc, ...,
     "ablated": [...]}}, "candidates": [...], "settings": {...}}``. The ablation list and the
-    dictionaries are checked before any model pass; ``NoSpuriousFeature`` (carrying the
-    candidates) when the judge marks none."""
+    dictionaries are checked before any model pass (errors in the list name
+    ``ablation_source``, the file it was read from, when given); ``NoSpuriousFeature``
+    (carrying the candidates) when the judge marks none."""
     if (concept is None) == (ablate is None):
         raise ValueError("choose features by exactly one of a concept set (--auto) or a list")
     if ablate is not None:
-        check_ablation_list(adapter, dictionaries, config.place, ablate)
+        check_ablation_list(adapter, dictionaries, config.place, ablate, source=ablation_source)
     dictionaries = _dictionaries_up_to(adapter, dictionaries, config.place)
     rng = random.Random(config.seed)
     oracle_train, evaluation = _halves(test, rng)

@@ -1,42 +1,215 @@
 """``sparse-circuits``: one sub-command per job, each a thin call into the Python API.
 
+A command's options come from the library it calls: an option that sets a library setting (a
+config dataclass's field, or a function's keyword argument) takes that setting's default,
+choices come from the registries (``OBJECTIVES``, ``METHODS``, ``FORMATS``...), and the table
+of which flag sets which setting, built with the parser, turns a ``ConfigError`` that names
+settings (``node_threshold must be >= 0``) into one that names flags
+(``--node-threshold must be >= 0``).
+
 Errors a user can fix (a bad file, a bad name) print one line, ``error: ...``, and exit 2.
-Imports are inside the commands so that ``--help`` answers at once.
+The library is imported inside the commands, and only the command asked for builds its
+options (they import the library's configs), so that ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, get_args
 
-from sparse_circuits.circuits.model.places import spaced_layers
+from sparse_circuits.errors import ConfigError
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(function: Callable[[argparse.Namespace], int]):
-    COMMANDS[function.__name__.replace("_", "-").removeprefix("cmd-")] = function
-    return function
+DTYPES = ("float32", "bfloat16", "float16")
+"""Weight dtypes a command can load a model in or save a dictionary in."""
+EVAL_TOKENS = 16_384
+"""Held-out tokens a dictionary is evaluated on unless told otherwise (``train``, ``eval-dict``)."""
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+# --------------------------------------------------------------------------- options
+
+
+def library_default(owner: Callable[..., Any], name: str) -> Any:
+    """The default of the setting ``name`` of ``owner``: a config dataclass's field, or a
+    function's keyword argument; ``None`` when it has none (a required field)."""
+    if dataclasses.is_dataclass(owner):
+        (field,) = [f for f in dataclasses.fields(owner) if f.name == name]
+        return None if field.default is dataclasses.MISSING else field.default
+    default = inspect.signature(owner).parameters[name].default
+    return None if default is inspect.Parameter.empty else default
+
+
+class Options:
+    """One command's options as they are added to its parser, and ``flags``: each library
+    setting an option sets -> that option's flag (what ``with_flags`` reads)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self.flags: dict[str, str] = {}
+        parser.set_defaults(flags=self.flags)
+
+    def add(self, *names: str, into: Any = None, **kwargs: Any) -> None:
+        """An option of the command line alone (``add_argument``'s arguments), added to the
+        parser or to the group ``into``."""
+        (self.parser if into is None else into).add_argument(*names, **kwargs)
+
+    def setting(
+        self,
+        owner: Callable[..., Any],
+        name: str,
+        *,
+        help: str,
+        flag: str | None = None,
+        into: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """An option (``flag``, by default ``--name-with-dashes``) that sets the setting
+        ``name`` of ``owner`` and is stored as ``args.<name>``. Its default is the library's,
+        shown in the help; ``default=None`` leaves it unset (the library's default applies)
+        and any other ``default`` is the command line's own."""
+        flag = flag or "--" + name.replace("_", "-")
+        library = library_default(owner, name)
+        default = kwargs.pop("default", library)
+        shown = library if default is None else default
+        if shown is not None and shown is not False and shown != ():
+            help = f"{help} (default: {shown})"
+        container = self.parser if into is None else into
+        container.add_argument(flag, dest=name, default=default, help=help, **kwargs)
+        self.flags[name] = flag
+
+    def exclusive(self, *, required: bool = False) -> Any:
+        """A group of options of which at most one (with ``required``, exactly one) is given;
+        pass it as ``into``."""
+        return self.parser.add_mutually_exclusive_group(required=required)
+
+
+def with_flags(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with each setting named in ``flags`` (as a whole word) replaced by its flag:
+    ``"k 40 must be between 1 and d_sae 32"`` -> ``"--k 40 must be between 1 and --dict-size
+    32"``."""
+    if not flags:
+        return message
+    names = sorted(flags, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    return pattern.sub(lambda match: flags[match.group(1)], message)
+
+
+def config_from_args(config: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """``config`` built from the options that set its fields (an option left ``None`` keeps
+    the field's default) and ``overrides``."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(config)
+        if f.init and getattr(args, f.name, None) is not None
+    }
+    return config(**{**given, **overrides})
+
+
+def comma_list(text: str) -> list[str]:
+    """``"resid.1,resid.2"`` -> ``["resid.1", "resid.2"]``."""
+    return text.split(",")
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """``"7,10"`` -> ``(7, 10)``; anything else is argparse's error naming the flag."""
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N1,N2,..., got {text!r}") from None
+
+
+def parse_feature_spec(spec: str, *, form: str, source: str | Path) -> tuple[str, int]:
+    """``X:N`` -> ``(X, N)``: a dictionary folder or a place, and a feature id. ``form`` says
+    what is expected (``PLACE:FEATURE_ID``); a bad spec is an error naming ``source``, the
+    flag or file it came from."""
+    head, _, feature = spec.rpartition(":")
+    if not head or not feature.isdigit():
+        raise ValueError(f"{source}: {spec!r} is not {form}")
+    return head, int(feature)
+
+
+def model_options(options: Options, *, model_from: str | None = None) -> None:
+    """``--model``, ``--device`` and ``--dtype``. ``--model`` defaults to the embedded default
+    model, or with ``model_from`` to the model that names (``"the circuit's"``)."""
+    from sparse_circuits.circuits.model.loading import DEFAULT_MODEL, load_model
+
+    options.add(
         "--model",
-        default="smollm2-135m",
-        help="embedded name (smollm2-135m), .gguf file, checkpoint folder or hub id",
+        default=None if model_from else DEFAULT_MODEL,
+        help="embedded name (smollm2-135m), .gguf file, checkpoint folder or hub id "
+        f"(default: {model_from or DEFAULT_MODEL})",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    options.setting(load_model, "device", help="torch device, e.g. cpu, cuda, cuda:1")
+    dtype = str(library_default(load_model, "dtype")).removeprefix("torch.")
+    options.setting(load_model, "dtype", default=dtype, choices=DTYPES, help="weight dtype")
 
 
-@command
-def cmd_info(args: argparse.Namespace) -> int:
+def load_model_from(args: argparse.Namespace):
+    """The model and adapter the options ``--model``, ``--device`` and ``--dtype`` name."""
     from sparse_circuits.circuits.model.loading import load_model
 
-    _, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def dictionary_set_options(options: Options) -> None:
+    """``--dictionaries`` and ``--places``: a dictionary set, and which of its places to use."""
+    options.add(
+        "--dictionaries", required=True, type=Path,
+        help="dictionary set: a folder with one subfolder per place",
+    )  # fmt: skip
+    options.add(
+        "--places", type=comma_list, help="comma-separated places (default: every one in the set)"
+    )
+
+
+def load_dictionary_set_from(args: argparse.Namespace):
+    """The dictionaries the options ``--dictionaries``, ``--places`` and ``--device`` name."""
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
+
+    return load_dictionary_set(args.dictionaries, args.places, device=args.device)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    help: str
+    """One line, in ``sparse-circuits --help``."""
+    add_options: Callable[[Options], None]
+    """Adds the command's options (importing what their defaults and choices come from)."""
+    run: Callable[[argparse.Namespace], int]
+    """Runs the command on the parsed options; the exit status."""
+
+
+COMMANDS: dict[str, Command] = {}
+"""Sub-command name -> command, in the order ``--help`` lists them."""
+
+
+def command(help: str, add_options: Callable[[Options], None]):
+    """Register ``cmd_<name>`` as the sub-command ``<name>`` (underscores as dashes)."""
+
+    def register(run: Callable[[argparse.Namespace], int]):
+        name = run.__name__.removeprefix("cmd_").replace("_", "-")
+        COMMANDS[name] = Command(help, add_options, run)
+        return run
+
+    return register
+
+
+def info_options(options: Options) -> None:
+    model_options(options)
+
+
+@command("print a model's architecture and place names as JSON", info_options)
+def cmd_info(args: argparse.Namespace) -> int:
+    _, adapter = load_model_from(args)
     print(
         json.dumps(
             {
@@ -52,28 +225,82 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-@command
+def train_options(options: Options) -> None:
+    from sparse_circuits.circuits.training.train import train_on_model
+    from sparse_circuits.dictionaries.training import OBJECTIVES, TrainConfig
+
+    model_options(options)
+    options.add(
+        "--submodule",
+        required=True,
+        help="place to read, e.g. resid.3; several (resid.1,resid.2 or 'resid.*') train on one "
+        "shared stream into --out/<place>",
+    )
+    options.setting(
+        TrainConfig, "arch", required=True, choices=list(OBJECTIVES), help="architecture"
+    )
+    options.setting(train_on_model, "transcoder_out", help="train a transcoder writing this place")
+    options.setting(
+        train_on_model, "skip", action="store_true", help="transcoder with a skip connection"
+    )
+    options.setting(
+        TrainConfig, "d_sae", flag="--dict-size", type=int, required=True,
+        help="number of features",
+    )  # fmt: skip
+    options.setting(TrainConfig, "k", type=int, help="active features per token (topk, batchtopk)")
+    options.setting(
+        TrainConfig, "l1_coefficient", flag="--l1", type=float,
+        help="sparsity coefficient (relu, gated, jumprelu; default: per arch)",
+    )  # fmt: skip
+    options.add("--tokens", type=int, required=True, help="training tokens")
+    options.setting(TrainConfig, "batch_size", type=int, help="tokens per step")
+    options.setting(TrainConfig, "lr", type=float, help="peak learning rate (default: per arch)")
+    options.setting(
+        TrainConfig, "auxk_alpha", flag="--no-auxk", action="store_const", const=0.0,
+        help="turn the AuxK loss off: its weight 0",
+    )  # fmt: skip
+    options.setting(
+        TrainConfig,
+        "dead_after_tokens",
+        type=int,
+        help="a latent that has not fired in this many tokens is dead (AuxK trains it); default "
+        "min(10M, a tenth of the run). With small k and many latents a longer window keeps "
+        "AuxK off latents that are only rare (README, measured figures)",
+    )
+    options.setting(train_on_model, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(train_on_model, "context_length", type=int, help="tokens per context")
+    options.setting(
+        train_on_model, "eval_tokens", type=int, default=EVAL_TOKENS,
+        help="held-out tokens the dictionary is evaluated on, 0 for none",
+    )  # fmt: skip
+    options.setting(
+        TrainConfig, "checkpoint_every", type=int, default=500,
+        help="steps between resumable checkpoints, 0 for only at the end",
+    )  # fmt: skip
+    options.setting(
+        TrainConfig, "seed", type=int, help="random seed: initialisation and data order"
+    )
+    options.setting(
+        train_on_model, "save_dtype", default="float32", choices=DTYPES,
+        help="dtype of the saved weights",
+    )  # fmt: skip
+    options.add("--out", required=True, type=Path, help="output folder")
+    options.setting(train_on_model, "resume", action="store_true", help="continue the run in --out")
+    options.setting(
+        train_on_model, "overwrite", action="store_true", help="replace what --out holds"
+    )
+
+
+@command("train a sparse dictionary on a model's activations", train_options)
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from sparse_circuits.circuits.model.loading import load_model
     from sparse_circuits.circuits.training.train import train_on_model
     from sparse_circuits.dictionaries.training import TrainConfig
 
-    config = TrainConfig(
-        arch=args.arch,
-        d_sae=args.dict_size,
-        k=args.k,
-        l1_coefficient=args.l1,
-        steps=max(1, args.tokens // args.batch_size),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        auxk_alpha=0.0 if args.no_auxk else 1 / 32,
-        dead_after_tokens=args.dead_after_tokens,
-    )
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    steps = max(1, args.tokens // max(1, args.batch_size))
+    config = config_from_args(TrainConfig, args, steps=steps)
+    model, adapter = load_model_from(args)
     places = [p for pattern in args.submodule.split(",") for p in _expand(adapter, pattern)]
     if args.transcoder_out:
         adapter.parse(args.transcoder_out)
@@ -115,14 +342,28 @@ def _expand(adapter, pattern: str) -> list[str]:
     return matches
 
 
-@command
+def eval_dict_options(options: Options) -> None:
+    from sparse_circuits.circuits.training.train import corpus_contexts
+
+    model_options(options)
+    options.add("--dict", required=True, type=Path, help="dictionary folder")
+    options.add("--submodule", help="place (default: the dictionary's own)")
+    options.setting(corpus_contexts, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(corpus_contexts, "context_length", type=int, help="tokens per context")
+    options.add(
+        "--tokens", type=int, default=EVAL_TOKENS,
+        help=f"held-out tokens evaluated on (default: {EVAL_TOKENS})",
+    )  # fmt: skip
+    options.add("--histogram", type=Path, help="write a feature-density plot (HTML)")
+
+
+@command("evaluate a dictionary spliced into a model", eval_dict_options)
 def cmd_eval_dict(args: argparse.Namespace) -> int:
-    from sparse_circuits.circuits.model.loading import load_model
     from sparse_circuits.circuits.training.evaluation import evaluate_dictionary
     from sparse_circuits.circuits.training.train import corpus_contexts
     from sparse_circuits.dictionaries import load_dictionary
 
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    model, adapter = load_model_from(args)
     dictionary = load_dictionary(args.dict, device=args.device)
     place = args.submodule or dictionary.config.writes or dictionary.config.place
     if place is None:
@@ -139,61 +380,80 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_dictionaries(folder: Path, places: str | None, device: str):
-    from sparse_circuits.dictionaries.sets import load_dictionary_set
+def discovery_options(
+    options: Options, *, attribution: type, selection: type, label_tokens: bool = True
+) -> None:
+    """The options ``discover``, ``demo`` and ``behaviours`` share: ``--method`` and
+    ``--batch-size``, set in the config ``attribution``; ``--node-threshold``,
+    ``--edge-threshold`` and (with ``label_tokens``) ``--label-tokens``, set in the config
+    ``selection``."""
+    from sparse_circuits.circuits.discovery.attribution import METHODS
 
-    return load_dictionary_set(folder, places.split(",") if places else None, device=device)
+    options.setting(
+        attribution, "method", choices=list(METHODS),
+        help="node effects by attribution patching, integrated gradients or exact patching",
+    )  # fmt: skip
+    options.setting(attribution, "batch_size", type=int, help="prompts per forward pass")
+    options.setting(
+        selection, "node_threshold", type=float, help="keep nodes with |effect| at least this"
+    )
+    options.setting(
+        selection, "edge_threshold", type=float, help="keep edges with |weight| at least this"
+    )
+    if label_tokens:
+        options.setting(
+            selection, "label_tokens", type=int,
+            help="corpus tokens scanned for feature labels, 0 for none",
+        )  # fmt: skip
 
 
-@command
+def discover_options(options: Options) -> None:
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import CircuitFiles, DiscoverConfig
+    from sparse_circuits.circuits.discovery.nodes import Aggregation
+
+    model_options(options)
+    dictionary_set_options(options)
+    options.add("--prompts", required=True, type=Path, help="JSONL prompt set")
+    discovery_options(options, attribution=AttributionConfig, selection=DiscoverConfig)
+    options.setting(AttributionConfig, "steps", type=int, help="integration steps (ig)")
+    options.setting(
+        AttributionConfig, "aggregation", choices=get_args(Aggregation),
+        help="sum effects over positions, or keep them per position",
+    )  # fmt: skip
+    options.setting(DiscoverConfig, "top_k", type=int, help="keep the k largest nodes instead")
+    options.setting(CircuitFiles, "circuit", flag="--out", required=True, type=Path,
+                    help="circuit JSON")  # fmt: skip
+    options.setting(CircuitFiles, "html", type=Path, help="also write the interactive figure")
+    options.setting(CircuitFiles, "graphml", type=Path, help="also write GraphML")
+
+
+@command("find a sparse feature circuit for a prompt set", discover_options)
 def cmd_discover(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.data.prompts import read_prompts
     from sparse_circuits.circuits.discovery.attribution import AttributionConfig
     from sparse_circuits.circuits.discovery.discover import (
+        CircuitFiles,
         DiscoverConfig,
-        discover_circuit,
-        load_prompt_batches,
+        discover_and_write,
     )
-    from sparse_circuits.circuits.discovery.graph import save_circuit
-    from sparse_circuits.circuits.export import export
-    from sparse_circuits.circuits.model.loading import load_model
-    from sparse_circuits.files import require_folder
 
-    for path in (args.out, args.html, args.graphml):  # fail before the slow part
-        if path is not None:
-            require_folder(path)
-    config = DiscoverConfig(
-        attribution=AttributionConfig(
-            method=args.method,
-            steps=args.steps,
-            aggregation=args.aggregation,
-            batch_size=args.batch_size,
-        ),
-        node_threshold=args.node_threshold,
-        top_k=args.top_k,
-        edge_threshold=args.edge_threshold,
-        label_tokens=args.label_tokens,
-    )
+    files = config_from_args(CircuitFiles, args)  # a missing folder fails before the slow part
+    attribution = config_from_args(AttributionConfig, args)
+    config = config_from_args(DiscoverConfig, args, attribution=attribution)
     read_prompts(args.prompts)  # a malformed file fails before anything slow
-    dictionaries = _load_dictionaries(args.dictionaries, args.places, args.device)
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
-    batches = load_prompt_batches(model.tokenizer, args.prompts, aggregation=args.aggregation)
-    settings = {
-        "model": args.model,
-        "dictionaries": str(args.dictionaries),
-        "prompts": str(args.prompts),
-    }
-    graph, _ = discover_circuit(model, adapter, dictionaries, batches, config, settings=settings)
-    save_circuit(graph, args.out)
-    if args.html:
-        export(graph, args.html, "html")
-    if args.graphml:
-        export(graph, args.graphml, "graphml")
+    dictionaries = load_dictionary_set_from(args)
+    model, adapter = load_model_from(args)
+    settings = {"model": args.model, "dictionaries": str(args.dictionaries)}
+    written = discover_and_write(
+        model, adapter, dictionaries, args.prompts, config, files, settings=settings
+    )
+    graph = written.graph
     n_features = sum(1 for _, d in graph.nodes(data=True) if d["feature"] >= 0)
     print(
         json.dumps(
             {
-                "circuit": str(args.out),
+                "circuit": str(written.paths["circuit"]),
                 "nodes": graph.number_of_nodes() - 1,
                 "feature_nodes": n_features,
                 "edges": graph.number_of_edges(),
@@ -205,7 +465,30 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-@command
+def evaluate_options(options: Options) -> None:
+    from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
+    from sparse_circuits.circuits.discovery.faithfulness import Ablation, ErrorNodes
+
+    options.add("--circuit", required=True, type=Path, help="circuit JSON (from discover)")
+    options.add("--prompts", required=True, type=Path, help="JSONL prompt set to evaluate on")
+    model_options(options, model_from="the circuit's")
+    options.add("--dictionaries", type=Path, help="dictionary set (default: the circuit's)")
+    options.setting(
+        evaluate_circuit_file, "ablation", choices=get_args(Ablation),
+        help="what replaces an ablated node: its mean over the prompts, zero, or another "
+        "prompt's value",
+    )  # fmt: skip
+    options.setting(
+        evaluate_circuit_file, "errors", choices=get_args(ErrorNodes),
+        help="ablate error nodes outside the circuit like features, or keep them",
+    )  # fmt: skip
+    options.setting(
+        evaluate_circuit_file, "curve", type=Path,
+        help="also sweep node thresholds and plot the curve (HTML)",
+    )  # fmt: skip
+
+
+@command("faithfulness and completeness of a circuit by ablation", evaluate_options)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
 
@@ -215,6 +498,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model=args.model,
         dictionaries=args.dictionaries,
         device=args.device,
+        dtype=args.dtype,
         ablation=args.ablation,
         errors=args.errors,
         curve=args.curve,
@@ -223,170 +507,114 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@command
-def cmd_export(args: argparse.Namespace) -> int:
-    from sparse_circuits.circuits.discovery.graph import load_circuit
-    from sparse_circuits.circuits.export import export
+def demo_options(options: Options) -> None:
+    from sparse_circuits.circuits.data.agreement_sets import TEMPLATES
+    from sparse_circuits.circuits.discovery.demo import DemoConfig
 
-    export(load_circuit(args.circuit), args.out, args.format)
-    print(json.dumps({"out": str(args.out), "format": args.format}))
-    return 0
-
-
-def parse_feature(spec: str) -> tuple[Path, int]:
-    """``DICT_FOLDER:FEATURE_ID`` -> (folder, id)."""
-    folder, _, feature = spec.rpartition(":")
-    if not folder or not feature.isdigit():
-        raise ValueError(f"--feature {spec!r}: expected DICT_FOLDER:FEATURE_ID")
-    return Path(folder), int(feature)
-
-
-def side_by_side(left: str, right: str, *, titles=("unsteered", "steered"), width=48) -> str:
-    import textwrap
-
-    columns = [textwrap.wrap(text, width) or [""] for text in (left, right)]
-    rows = max(len(c) for c in columns)
-    lines = [f"{titles[0]:<{width}} | {titles[1]}", f"{'-' * width}-+-{'-' * width}"]
-    for i in range(rows):
-        a, b = (c[i] if i < len(c) else "" for c in columns)
-        lines.append(f"{a:<{width}} | {b}")
-    return "\n".join(lines)
-
-
-@command
-def cmd_steer(args: argparse.Namespace) -> int:
-    from sparse_circuits.circuits.model.loading import load_model
-    from sparse_circuits.dictionaries import load_dictionary
-    from sparse_circuits.editing.interventions import Steering
-    from sparse_circuits.editing.steering import (
-        contrastive_vector,
-        feature_vector,
-        read_texts,
-        steered_generations,
+    model_options(options)
+    options.add("--out", type=Path, default=Path("demo"), help="output folder (default: demo)")
+    options.setting(DemoConfig, "dictionaries", type=Path, help="dictionary set")
+    options.setting(
+        DemoConfig, "template", choices=TEMPLATES,
+        help="agreement prompt set: its train split finds the circuit, its test split checks it",
+    )  # fmt: skip
+    options.setting(
+        DemoConfig, "places", type=comma_list,
+        help="comma-separated places (default: resid at --n-places evenly spaced layers)",
+    )  # fmt: skip
+    options.setting(
+        DemoConfig, "n_places", type=int, help="evenly spaced resid places, without --places"
     )
-
-    if args.feature:
-        folder, feature = parse_feature(args.feature)
-        dictionary = load_dictionary(folder)
-        vector = feature_vector(dictionary, feature, place=args.place)
-    else:
-        positive, negative = (read_texts(p) for p in args.contrast)
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
-    adapter.parse(args.place)
-    if args.feature:
-        if dictionary.d_out != adapter.width(args.place):
-            raise ValueError(
-                f"{folder}: decoder width {dictionary.d_out} does not match {args.place} "
-                f"(width {adapter.width(args.place)})"
-            )
-    else:
-        vector = contrastive_vector(model, adapter, args.place, positive, negative)
-    steering = Steering(args.place, vector, coef=args.coef)
-    result = steered_generations(
-        model, adapter, args.prompt, steering, max_new_tokens=args.max_new_tokens
-    )
-    if args.json:
-        print(json.dumps({"prompt": args.prompt, "place": args.place, "coef": args.coef, **result}))
-    else:
-        print(f"prompt: {args.prompt!r}  (steering {args.place}, coef {args.coef})")
-        print(side_by_side(result["unsteered"], result["steered"]))
-    return 0
+    options.setting(DemoConfig, "examples", type=int, help="training prompts used, 0 for all")
+    discovery_options(options, attribution=DemoConfig, selection=DemoConfig)
 
 
-STARTER = Path(__file__).resolve().parents[1] / "starter" / "smollm2-135m"
-"""The starter dictionaries trained for the embedded default model (see starter/README.md)."""
-DEMO_PLACES = [f"resid.{layer}" for layer in spaced_layers(30, 5)]
-"""The demo's circuit lives in the residual stream of five of smollm2-135m's 30 layers: mean-
-ablating every layer's residual stream composes 30 lossy replacements, and no circuit of a
-few hundred nodes survives that (README, "Faithfulness")."""
-DEMO_NODE_THRESHOLD = 0.005
-"""|effect| in logit-difference units; the README's faithfulness curve shows why."""
-
-
-@command
+@command("the agreement circuit of the default model, written to --out", demo_options)
 def cmd_demo(args: argparse.Namespace) -> int:
     """The agreement circuit of the default model with the starter dictionaries."""
-    import time
+    from sparse_circuits.circuits.discovery.demo import DemoConfig, run_demo
 
-    from sparse_circuits.circuits.data.agreement_sets import agreement_file
-    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
-    from sparse_circuits.circuits.discovery.discover import (
-        DiscoverConfig,
-        discover_circuit,
-        load_prompt_batches,
-    )
-    from sparse_circuits.circuits.discovery.faithfulness import score_selection
-    from sparse_circuits.circuits.discovery.graph import save_circuit
-    from sparse_circuits.circuits.discovery.nodes import select_nodes
-    from sparse_circuits.circuits.export import export
-    from sparse_circuits.circuits.model.loading import load_model
-    from sparse_circuits.dictionaries.sets import load_dictionary_set
-
-    started = time.perf_counter()
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    model, adapter = load_model("smollm2-135m", device=args.device)
-    places = args.places.split(",") if args.places else DEMO_PLACES
-    dictionaries = load_dictionary_set(args.dictionaries, places, device=args.device)
-    train = agreement_file(args.template, "train")
-    test = agreement_file(args.template, "test")
-    config = DiscoverConfig(
-        attribution=AttributionConfig(method=args.method, batch_size=32),
-        node_threshold=args.node_threshold,
-        edge_threshold=args.edge_threshold,
-        label_tokens=args.label_tokens,
-    )
-    batches = load_prompt_batches(model.tokenizer, train)
-    if args.examples:
-        batches = [b.split(args.examples)[0] for b in batches]
-    settings = {
-        "model": "smollm2-135m",
-        "dictionaries": str(args.dictionaries),
-        "prompts": str(train),
-        "places": list(dictionaries),
-    }
-    graph, effects = discover_circuit(
-        model, adapter, dictionaries, batches, config, settings=settings
-    )
-    paths = {
-        "circuit": save_circuit(graph, out / "circuit.json"),
-        "html": export(graph, out / "circuit.html", "html"),
-        "graphml": export(graph, out / "circuit.graphml", "graphml"),
-    }
-    test_batches = load_prompt_batches(model.tokenizer, test)
-    selection = select_nodes(effects, threshold=args.node_threshold)
-    (score,) = score_selection(model, adapter, dictionaries, test_batches, [selection])
-    summary = {
-        **{name: str(path) for name, path in paths.items()},
-        "prompts": {"train": str(train), "test": str(test)},
-        "nodes": score.n_nodes,
-        "edges": graph.number_of_edges(),
-        "faithfulness": round(score.faithfulness, 3),
-        "completeness": round(score.completeness, 3),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    for name, path in paths.items():
+    config = config_from_args(DemoConfig, args)
+    result = run_demo(args.out, config, model=args.model, device=args.device, dtype=args.dtype)
+    for name, path in result.paths.items():
         print(f"{name:>8}: {path}")
+    score = result.score
     print(
         f"faithfulness {score.faithfulness:.3f}, completeness {score.completeness:.3f} "
-        f"({score.n_nodes} nodes, held-out {test.name})"
+        f"({score.n_nodes} nodes, held-out {result.prompts['test'].name})"
     )
-    print(json.dumps(summary))
+    print(json.dumps(result.summary()))
     return 0
 
 
-@command
+def shift_options(options: Options) -> None:
+    from sparse_circuits.editing.shift import ShiftConfig
+
+    model_options(options)
+    options.add(
+        "--dictionaries", required=True, type=Path,
+        help="dictionary set (its SAEs at or before --place are used)",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "place", default="resid.16", help="where the probe reads (mean-pooled)"
+    )
+    options.add(
+        "--train", type=Path,
+        help="ambiguous split JSONL (text, label, group) (default: the shipped Bias in Bios one)",
+    )  # fmt: skip
+    options.add(
+        "--test", type=Path,
+        help="balanced split JSONL (text, label, group) (default: the shipped Bias in Bios one)",
+    )  # fmt: skip
+    options.add(
+        "--concept", type=Path,
+        help="concept set JSONL (text, group) for --auto (default: the shipped gender set)",
+    )  # fmt: skip
+    choose = options.exclusive(required=True)
+    options.add("--ablate", into=choose, type=Path, help="file of PLACE:FEATURE_ID to ablate")
+    options.add("--auto", into=choose, action="store_true", help="let the concept-set judge choose")
+    options.add("--retrain", action="store_true", help="also retrain the probe")
+    how_many = options.exclusive()
+    options.setting(
+        ShiftConfig, "candidates", into=how_many, type=int,
+        help="judge this many top features (default: by --attribution-share)",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "attribution_share", into=how_many, type=float,
+        help="candidates: the top features carrying this share of all |attribution|",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "attribution_examples", type=int,
+        help="training texts the attribution averages over, 0 for all",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "judge_alpha", type=float, default=None,
+        help="family-wise error rate of the --auto judge",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "label_tokens", type=int,
+        help="corpus tokens scanned for the candidates' top contexts, 0 for none",
+    )  # fmt: skip
+    options.setting(
+        ShiftConfig, "seed", type=int, help="seed of the probes, the splits and the baseline"
+    )
+    options.add(
+        "--out", required=True, type=Path,
+        help="output folder: results.json, candidates.md, results.html",
+    )  # fmt: skip
+
+
+@command("SHIFT: ablate spurious features of a probe classifier", shift_options)
 def cmd_shift(args: argparse.Namespace) -> int:
-    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
     from sparse_circuits.editing.bios import bios_file, read_labelled
     from sparse_circuits.editing.shift import (
         NoSpuriousFeature,
         candidates_markdown,
-        check_ablation_list,
         plot_results,
         run_shift,
     )
-    from sparse_circuits.files import write_text_atomic
+    from sparse_circuits.files import read_utf8, write_text_atomic
 
     config = _shift_config(args)  # bad options fail before the slow part
     train = read_labelled(args.train or bios_file("train"))
@@ -397,21 +625,18 @@ def cmd_shift(args: argparse.Namespace) -> int:
             args.concept or bios_file("gender_concept"), fields=("text", "group")
         )
     else:
-        ablate = [_feature_ref(line, args.ablate) for line in args.ablate.read_text().split()]
-        if not ablate:
-            raise ValueError(f"{args.ablate}: the ablation list is empty")
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+        text = read_utf8(args.ablate, what="ablation list")
+        ablate = [
+            parse_feature_spec(item, form="PLACE:FEATURE_ID", source=args.ablate)
+            for item in text.split()
+        ]
+    model, adapter = load_model_from(args)
     adapter.parse(args.place)
-    dictionaries = _load_dictionaries(args.dictionaries, None, args.device)
-    if ablate is not None:
-        try:
-            check_ablation_list(adapter, dictionaries, args.place, ablate)
-        except ValueError as error:
-            raise ValueError(f"{args.ablate}: {error}") from None
+    dictionaries = load_dictionary_set(args.dictionaries, device=args.device)
     try:
         results = run_shift(
             model, adapter, dictionaries, train, test, config,
-            concept=concept, ablate=ablate, retrain=args.retrain,
+            concept=concept, ablate=ablate, ablation_source=args.ablate, retrain=args.retrain,
         )  # fmt: skip
     except NoSpuriousFeature as error:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -440,76 +665,202 @@ def _shift_config(args: argparse.Namespace):
     from sparse_circuits.editing.shift import ShiftConfig
 
     judge_options = {"--judge-alpha": args.judge_alpha, "--concept": args.concept}
-    ignored = [name for name, value in judge_options.items() if value is not None]
+    ignored = [flag for flag, value in judge_options.items() if value is not None]
     if args.ablate and ignored:
         raise ValueError(f"{' and '.join(ignored)}: only for --auto, not with --ablate")
-    names = (
-        "candidates",
-        "attribution_share",
-        "attribution_examples",
-        "judge_alpha",
-        "label_tokens",
+    examples = None if args.attribution_examples == 0 else args.attribution_examples  # 0: all
+    return config_from_args(ShiftConfig, args, attribution_examples=examples)
+
+
+def steer_options(options: Options) -> None:
+    from sparse_circuits.editing.steering import steered_generations
+
+    model_options(options)
+    options.add("--place", required=True, help="where to add the vector, e.g. resid.10")
+    source = options.exclusive(required=True)
+    options.add(
+        "--feature", into=source, help="DICT_FOLDER:FEATURE_ID: a feature's decoder direction"
     )
-    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    if args.attribution_examples == 0:
-        options["attribution_examples"] = None  # all
-    try:
-        return ShiftConfig(place=args.place, seed=args.seed, **options)
-    except ValueError as error:  # name the option, not the field
-        message = str(error)
-        for name in names:
-            message = message.replace(name, "--" + name.replace("_", "-"))
-        raise ValueError(message) from None
+    options.add(
+        "--contrast", into=source, nargs=2, type=Path, metavar=("A", "B"),
+        help="mean activation over prompts A minus over prompts B (.jsonl or .txt)",
+    )  # fmt: skip
+    options.add("--coef", type=float, required=True, help="multiple of the vector added")
+    options.add("--prompt", required=True, help="text the model continues, greedily")
+    options.setting(
+        steered_generations, "max_new_tokens", type=int, help="tokens generated each time"
+    )
+    options.add("--json", action="store_true", help="print one JSON object instead")
 
 
-def _feature_ref(item: str, source: Path) -> tuple[str, int]:
-    place, _, feature = item.rpartition(":")
-    if not place or not feature.isdigit():
-        raise ValueError(f"{source}: {item!r} is not PLACE:FEATURE_ID")
-    return place, int(feature)
+def side_by_side(left: str, right: str, *, titles=("unsteered", "steered"), width=48) -> str:
+    import textwrap
+
+    columns = [textwrap.wrap(text, width) or [""] for text in (left, right)]
+    rows = max(len(c) for c in columns)
+    lines = [f"{titles[0]:<{width}} | {titles[1]}", f"{'-' * width}-+-{'-' * width}"]
+    for i in range(rows):
+        a, b = (c[i] if i < len(c) else "" for c in columns)
+        lines.append(f"{a:<{width}} | {b}")
+    return "\n".join(lines)
 
 
-@command
-def cmd_behaviours(args: argparse.Namespace) -> int:
-    """The unsupervised pipeline: corpus -> contexts -> clusters -> a circuit each -> a site."""
+@command("generate with and without a steering vector", steer_options)
+def cmd_steer(args: argparse.Namespace) -> int:
+    from sparse_circuits.dictionaries import load_dictionary
+    from sparse_circuits.editing.interventions import Steering
+    from sparse_circuits.editing.steering import (
+        contrastive_vector,
+        feature_vector,
+        read_texts,
+        steered_generations,
+    )
+
+    if args.feature:
+        spec = parse_feature_spec(args.feature, form="DICT_FOLDER:FEATURE_ID", source="--feature")
+        folder, feature = Path(spec[0]), spec[1]
+        dictionary = load_dictionary(folder)
+        vector = feature_vector(dictionary, feature, place=args.place)
+    else:
+        positive, negative = (read_texts(p) for p in args.contrast)
+    model, adapter = load_model_from(args)
+    adapter.parse(args.place)
+    if args.feature:
+        if dictionary.d_out != adapter.width(args.place):
+            raise ValueError(
+                f"{folder}: decoder width {dictionary.d_out} does not match {args.place} "
+                f"(width {adapter.width(args.place)})"
+            )
+    else:
+        vector = contrastive_vector(model, adapter, args.place, positive, negative)
+    steering = Steering(args.place, vector, coef=args.coef)
+    result = steered_generations(
+        model, adapter, args.prompt, steering, max_new_tokens=args.max_new_tokens
+    )
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "place": args.place, "coef": args.coef, **result}))
+    else:
+        print(f"prompt: {args.prompt!r}  (steering {args.place}, coef {args.coef})")
+        print(side_by_side(result["unsteered"], result["steered"]))
+    return 0
+
+
+def export_options(options: Options) -> None:
+    from sparse_circuits.circuits.export import FORMATS
+
+    options.add("circuit", type=Path, help="circuit JSON (from discover)")
+    options.add("--format", required=True, choices=FORMATS, help="what to write")
+    options.add("--out", required=True, type=Path, help="output file")
+
+
+@command("convert a circuit to another format", export_options)
+def cmd_export(args: argparse.Namespace) -> int:
+    from sparse_circuits.circuits.discovery.graph import load_circuit
+    from sparse_circuits.circuits.export import export
+
+    export(load_circuit(args.circuit), args.out, args.format)
+    print(json.dumps({"out": str(args.out), "format": args.format}))
+    return 0
+
+
+def behaviours_options(options: Options) -> None:
+    from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
+    from sparse_circuits.circuits.behaviours.clustering import ClusterConfig, ClusterMethod
+    from sparse_circuits.circuits.behaviours.contexts import ContextConfig
+    from sparse_circuits.circuits.behaviours.describe import DESCRIPTIONS
+    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import DiscoverConfig
+
+    model_options(options)
+    dictionary_set_options(options)
+    options.setting(BehavioursConfig, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(
+        ContextConfig, "corpus_tokens", type=int, help="read at most this many corpus tokens"
+    )
+    options.setting(
+        ContextConfig, "n_contexts", flag="--contexts", type=int, help="low-loss contexts to find"
+    )
+    options.setting(
+        ContextConfig, "max_loss", type=float,
+        help="keep a context when the model's loss on its answer is below this (nats)",
+    )  # fmt: skip
+    options.setting(
+        ContextConfig, "prefix_length", type=int, help="tokens of every prefix, BOS included"
+    )
+    options.setting(
+        BehavioursConfig, "describe", choices=DESCRIPTIONS,
+        help="a context's vector at its last position: activation x gradient of the answer's "
+        "log-probability, feature activations, or gradients of each place",
+    )  # fmt: skip
+    options.setting(
+        ClusterConfig, "clusters", type=int_tuple,
+        help="cluster count K, or K1,K2,... of which the best silhouette is kept "
+        "(default: a sweep, mean cluster sizes 80, 40, 20 and 10)",
+    )  # fmt: skip
+    options.setting(
+        ClusterConfig, "algorithm", flag="--cluster-method", choices=get_args(ClusterMethod),
+        help="spectral clustering on the angular affinity, k-means, or auto: spectral up to "
+        f"{library_default(ClusterConfig, 'spectral_max')} contexts",
+    )  # fmt: skip
+    discovery_options(
+        options, attribution=AttributionConfig, selection=DiscoverConfig, label_tokens=False
+    )
+    options.setting(AttributionConfig, "steps", type=int, help="integration steps (ig)")
+    options.setting(
+        ClusterCircuitConfig, "examples", type=int,
+        help="contexts a cluster's circuit is found on, at most",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "held_out", type=float,
+        help="share of a cluster's contexts kept back to score faithfulness on",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "top_features", type=int,
+        help="features listed with their top activating contexts on a cluster's page",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "seed", type=int,
+        help="seed of the contexts' order, the clustering and the held-out splits",
+    )  # fmt: skip
+    options.add(
+        "--out", required=True, type=Path,
+        help="output folder: the site, index.html, clusters.jsonl; a rerun finishes it",
+    )  # fmt: skip
+
+
+def behaviours_config(args: argparse.Namespace):
+    """The ``BehavioursConfig`` of the options given (``--seed`` seeds every stage,
+    ``--batch-size`` describes contexts too)."""
     from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
     from sparse_circuits.circuits.behaviours.clustering import ClusterConfig
     from sparse_circuits.circuits.behaviours.contexts import ContextConfig
-    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig, run_behaviours
-    from sparse_circuits.circuits.model.loading import load_model
+    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import DiscoverConfig
+
+    attribution = config_from_args(AttributionConfig, args)
+    discover = config_from_args(DiscoverConfig, args, attribution=attribution)
+    return config_from_args(
+        BehavioursConfig,
+        args,
+        contexts=config_from_args(ContextConfig, args),
+        clustering=config_from_args(ClusterConfig, args),
+        circuits=config_from_args(ClusterCircuitConfig, args, discover=discover),
+        describe_batch_size=attribution.batch_size,
+    )
+
+
+@command("cluster a corpus's contexts into behaviours, a circuit each, a site", behaviours_options)
+def cmd_behaviours(args: argparse.Namespace) -> int:
+    """The unsupervised pipeline: corpus -> contexts -> clusters -> a circuit each -> a site."""
+    from sparse_circuits.circuits.behaviours.pipeline import run_behaviours
     from sparse_circuits.distributed import init_distributed
 
-    try:
-        clusters = tuple(int(k) for k in args.clusters.split(",")) if args.clusters else ()
-    except ValueError:
-        raise ValueError(f"--clusters {args.clusters!r}: expected K or K1,K2,...") from None
-    config = BehavioursConfig(
-        contexts=ContextConfig(
-            n_contexts=args.contexts,
-            max_loss=args.max_loss,
-            prefix_length=args.prefix_length,
-            corpus_tokens=args.corpus_tokens,
-            seed=args.seed,
-        ),
-        describe=args.describe,
-        clustering=ClusterConfig(clusters=clusters, method=args.cluster_method, seed=args.seed),
-        circuits=ClusterCircuitConfig(
-            method=args.method,
-            steps=args.steps,
-            examples=args.examples,
-            held_out=args.held_out,
-            node_threshold=args.node_threshold,
-            edge_threshold=args.edge_threshold,
-            top_features=args.top_features,
-            batch_size=args.batch_size,
-            seed=args.seed,
-        ),
-        corpus=args.corpus,
-        describe_batch_size=args.batch_size,
-    )  # bad options fail before the slow part
+    config = behaviours_config(args)  # bad options fail before the slow part
     init_distributed(args.device)  # under torchrun: before the model, so each rank has its GPU
-    dictionaries = _load_dictionaries(args.dictionaries, args.places, args.device)
-    model, adapter = load_model(args.model, device=args.device, dtype=args.dtype)
+    dictionaries = load_dictionary_set_from(args)
+    model, adapter = load_model_from(args)
     settings = {"model": args.model, "dictionaries": str(args.dictionaries), "corpus": args.corpus}
     run = run_behaviours(model, adapter, dictionaries, args.out, config, settings=settings)
     summary = {
@@ -525,209 +876,23 @@ def cmd_behaviours(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_behaviours_parser(sub) -> None:
-    behaviours = sub.add_parser(
-        "behaviours", help="cluster a corpus's contexts into behaviours, a circuit each, a site"
-    )
-    add_model_arguments(behaviours)
-    behaviours.add_argument("--dictionaries", required=True, type=Path, help="dictionary set")
-    behaviours.add_argument("--places", help="comma-separated places (default: every one)")
-    behaviours.add_argument("--corpus", default="embedded", help="embedded, a .txt or .jsonl file")
-    behaviours.add_argument("--corpus-tokens", type=int, help="read at most this many tokens")
-    behaviours.add_argument("--contexts", type=int, default=2000, help="contexts to find")
-    behaviours.add_argument("--max-loss", type=float, default=1.0, help="keep answers below (nats)")
-    behaviours.add_argument("--prefix-length", type=int, default=16, help="tokens per context")
-    behaviours.add_argument(
-        "--describe", default="attribution", choices=["attribution", "activations", "gradients"]
-    )
-    behaviours.add_argument("--clusters", help="K, or K1,K2,... to sweep (default: a sweep)")
-    behaviours.add_argument(
-        "--cluster-method", default="auto", choices=["auto", "spectral", "kmeans"]
-    )
-    behaviours.add_argument("--method", default="attrib", choices=["attrib", "ig"])
-    behaviours.add_argument("--steps", type=int, default=10, help="integration steps (ig)")
-    behaviours.add_argument("--examples", type=int, default=100, help="contexts per circuit")
-    behaviours.add_argument("--held-out", type=float, default=0.2, help="share kept to score")
-    behaviours.add_argument("--node-threshold", type=float, default=0.1)
-    behaviours.add_argument("--edge-threshold", type=float, default=0.01)
-    behaviours.add_argument("--top-features", type=int, default=10, help="listed per cluster")
-    behaviours.add_argument("--batch-size", type=int, default=16)
-    behaviours.add_argument("--seed", type=int, default=0)
-    behaviours.add_argument("--out", required=True, type=Path, help="output folder (the site)")
+# --------------------------------------------------------------------------- entry point
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; of those, only ``commands`` (default: all) get their
+    options, since building them imports the library."""
     parser = argparse.ArgumentParser(
         prog="sparse-circuits",
         description="Sparse dictionaries, sparse feature circuits and feature-level editing.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    info = sub.add_parser("info", help="print a model's architecture and place names as JSON")
-    add_model_arguments(info)
-
-    train = sub.add_parser("train", help="train a sparse dictionary on a model's activations")
-    add_model_arguments(train)
-    train.add_argument(
-        "--submodule",
-        required=True,
-        help="place to read, e.g. resid.3; several (resid.1,resid.2 or 'resid.*') train on one "
-        "shared stream into --out/<place>",
-    )
-    train.add_argument(
-        "--arch", required=True, choices=["relu", "gated", "topk", "batchtopk", "jumprelu"]
-    )
-    train.add_argument("--transcoder-out", help="train a transcoder writing this place")
-    train.add_argument("--skip", action="store_true", help="transcoder with a skip connection")
-    train.add_argument("--dict-size", type=int, required=True, help="number of features")
-    train.add_argument("--k", type=int, help="active features per token (topk, batchtopk)")
-    train.add_argument("--l1", type=float, help="sparsity coefficient (relu, gated, jumprelu)")
-    train.add_argument("--tokens", type=int, required=True, help="training tokens")
-    train.add_argument("--batch-size", type=int, default=4096, help="tokens per step")
-    train.add_argument("--lr", type=float, help="peak learning rate (default: per arch)")
-    train.add_argument("--no-auxk", action="store_true", help="disable the AuxK loss")
-    train.add_argument(
-        "--dead-after-tokens",
-        type=int,
-        help="a latent that has not fired in this many tokens is dead (AuxK trains it); default "
-        "min(10M, a tenth of the run). With small k and many latents a longer window keeps "
-        "AuxK off latents that are only rare (README, measured figures)",
-    )
-    train.add_argument("--corpus", default="embedded", help="embedded, a .txt or .jsonl file")
-    train.add_argument("--context-length", type=int, default=128)
-    train.add_argument("--eval-tokens", type=int, default=16_384, help="held-out evaluation")
-    train.add_argument("--checkpoint-every", type=int, default=500, help="steps; 0 = never")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
-        "--save-dtype", default="float32", choices=["float32", "bfloat16", "float16"]
-    )
-    train.add_argument("--out", required=True, type=Path, help="output folder")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out")
-    train.add_argument("--overwrite", action="store_true", help="replace what --out holds")
-
-    evaluate = sub.add_parser("eval-dict", help="evaluate a dictionary spliced into a model")
-    add_model_arguments(evaluate)
-    evaluate.add_argument("--dict", required=True, type=Path, help="dictionary folder")
-    evaluate.add_argument("--submodule", help="place (default: the dictionary's own)")
-    evaluate.add_argument("--corpus", default="embedded")
-    evaluate.add_argument("--context-length", type=int, default=128)
-    evaluate.add_argument("--tokens", type=int, default=16_384)
-    evaluate.add_argument("--histogram", type=Path, help="write a feature-density plot (HTML)")
-
-    discover = sub.add_parser("discover", help="find a sparse feature circuit for a prompt set")
-    add_model_arguments(discover)
-    discover.add_argument("--dictionaries", required=True, type=Path, help="dictionary set")
-    discover.add_argument("--places", help="comma-separated places (default: every one in the set)")
-    discover.add_argument("--prompts", required=True, type=Path, help="JSONL prompt set")
-    discover.add_argument("--method", default="attrib", choices=["attrib", "ig", "exact"])
-    discover.add_argument("--steps", type=int, default=10, help="integration steps (ig)")
-    discover.add_argument("--aggregation", default="sum", choices=["sum", "none"])
-    discover.add_argument("--node-threshold", type=float, default=0.1)
-    discover.add_argument("--top-k", type=int, help="keep the k largest nodes instead")
-    discover.add_argument("--edge-threshold", type=float, default=0.01)
-    discover.add_argument("--batch-size", type=int, default=16)
-    discover.add_argument(
-        "--label-tokens", type=int, default=0, help="corpus tokens for feature labels (0: none)"
-    )
-    discover.add_argument("--out", required=True, type=Path, help="circuit JSON")
-    discover.add_argument("--html", type=Path, help="also write the interactive figure")
-    discover.add_argument("--graphml", type=Path, help="also write GraphML")
-
-    evaluate_circuit = sub.add_parser(
-        "evaluate", help="faithfulness and completeness of a circuit by ablation"
-    )
-    evaluate_circuit.add_argument("--circuit", required=True, type=Path)
-    evaluate_circuit.add_argument("--prompts", required=True, type=Path)
-    evaluate_circuit.add_argument("--model", help="default: the circuit's model")
-    evaluate_circuit.add_argument("--dictionaries", type=Path, help="default: the circuit's")
-    evaluate_circuit.add_argument("--device", default="cpu")
-    evaluate_circuit.add_argument(
-        "--ablation", default="mean", choices=["mean", "zero", "resample"]
-    )
-    evaluate_circuit.add_argument("--errors", default="ablate", choices=["ablate", "keep"])
-    evaluate_circuit.add_argument(
-        "--curve", type=Path, help="also sweep node thresholds and plot the curve (HTML)"
-    )
-
-    demo = sub.add_parser(
-        "demo", help="the agreement circuit of the default model, written to --out"
-    )
-    demo.add_argument("--out", type=Path, default=Path("demo"))
-    demo.add_argument("--device", default="cpu")
-    demo.add_argument("--dictionaries", type=Path, default=STARTER)
-    demo.add_argument(
-        "--template", default="across_rc", choices=["simple", "across_pp", "across_rc", "within_rc"]
-    )
-    demo.add_argument(
-        "--places",
-        help="comma-separated places (default: resid at five evenly spaced layers, "
-        + ",".join(DEMO_PLACES)
-        + ")",
-    )
-    demo.add_argument("--method", default="attrib", choices=["attrib", "ig"])
-    demo.add_argument("--examples", type=int, default=64, help="training prompts used (0: all)")
-    demo.add_argument("--node-threshold", type=float, default=DEMO_NODE_THRESHOLD)
-    demo.add_argument("--edge-threshold", type=float, default=0.02)
-    demo.add_argument("--label-tokens", type=int, default=4096)
-
-    shift = sub.add_parser("shift", help="SHIFT: ablate spurious features of a probe classifier")
-    add_model_arguments(shift)
-    shift.add_argument("--dictionaries", required=True, type=Path)
-    shift.add_argument("--place", default="resid.16", help="where the probe reads (mean-pooled)")
-    shift.add_argument("--train", type=Path, help="ambiguous split JSONL (text, label, group)")
-    shift.add_argument("--test", type=Path, help="balanced split JSONL (text, label, group)")
-    shift.add_argument("--concept", type=Path, help="concept set JSONL (text, group) for --auto")
-    choose = shift.add_mutually_exclusive_group(required=True)
-    choose.add_argument("--ablate", type=Path, help="file of PLACE:FEATURE_ID to ablate")
-    choose.add_argument("--auto", action="store_true", help="let the concept-set judge choose")
-    shift.add_argument("--retrain", action="store_true", help="also retrain the probe")
-    how_many = shift.add_mutually_exclusive_group()
-    how_many.add_argument(
-        "--candidates",
-        type=int,
-        help="judge this many top features (default: by --attribution-share)",
-    )
-    how_many.add_argument(
-        "--attribution-share",
-        type=float,
-        help="candidates: the top features carrying this share of all |attribution|",
-    )
-    shift.add_argument(
-        "--attribution-examples",
-        type=int,
-        help="training texts the attribution averages over (0: all)",
-    )
-    shift.add_argument(
-        "--judge-alpha", type=float, help="family-wise error rate of the --auto judge"
-    )
-    shift.add_argument(
-        "--label-tokens",
-        type=int,
-        help="corpus tokens scanned for the candidates' top contexts (default 4096; 0: none)",
-    )
-    shift.add_argument("--seed", type=int, default=0)
-    shift.add_argument("--out", required=True, type=Path)
-
-    steer = sub.add_parser("steer", help="generate with and without a steering vector")
-    add_model_arguments(steer)
-    steer.add_argument("--place", required=True, help="where to add the vector, e.g. resid.10")
-    source = steer.add_mutually_exclusive_group(required=True)
-    source.add_argument("--feature", help="DICT_FOLDER:FEATURE_ID: a feature's decoder direction")
-    source.add_argument(
-        "--contrast", nargs=2, type=Path, metavar=("A", "B"),
-        help="mean activation over prompts A minus over prompts B (.jsonl or .txt)",
-    )  # fmt: skip
-    steer.add_argument("--coef", type=float, required=True, help="multiple of the vector added")
-    steer.add_argument("--prompt", required=True)
-    steer.add_argument("--max-new-tokens", type=int, default=30)
-    steer.add_argument("--json", action="store_true", help="print one JSON object instead")
-
-    export_parser = sub.add_parser("export", help="convert a circuit to another format")
-    export_parser.add_argument("circuit", type=Path)
-    export_parser.add_argument(
-        "--format", required=True, choices=["graphml", "html", "neuronpedia"]
-    )
-    export_parser.add_argument("--out", required=True, type=Path)
-    add_behaviours_parser(sub)
+    wanted = set(COMMANDS if commands is None else commands)
+    for name, spec in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=spec.help, description=spec.help)
+        command_parser.set_defaults(run=spec.run)
+        if name in wanted:
+            spec.add_options(Options(command_parser))
     return parser
 
 
@@ -740,10 +905,14 @@ def quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[:1]).parse_args(argv)  # argv[0] names the command
     quiet_transformers()
     try:
-        return COMMANDS[args.command](args)
+        return args.run(args)
     except (ValueError, FileNotFoundError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, ConfigError):  # it names settings: name their flags
+            message = with_flags(message, args.flags)
+        print(f"error: {message}", file=sys.stderr)
         return 2

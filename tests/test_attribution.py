@@ -1,64 +1,34 @@
-"""Node effects against independent computations with plain PyTorch hooks."""
+"""Node effects against independent computations with plain PyTorch hooks, for every
+dictionary architecture."""
 
 import pytest
 import torch
 
-from sparse_circuits.circuits.data.prompts import Example, tokenize_prompts
+from sparse_circuits.circuits.data.prompts import tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.metrics import ProbeLogit
 
-from .conftest import D_MODEL, random_dictionary, tiny_model
-
-EXAMPLES = [
-    Example("the keys to the cabinet", "are", "the key to the cabinet", "is"),
-    Example("the dogs near the man", "run", "the dog near the man", "runs"),
-    Example("the cats of the woman", "were", "the cat of the woman", "was"),
-]
-PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
+from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
+from .reference import EXAMPLES, PLACES, capture, run_frozen
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=ALL_ARCHS)
+def setup(request):
+    """A tiny Llama with a random dictionary of one architecture at every place of ``PLACES``."""
     model, adapter = tiny_model("llama", seed=3)
     dictionaries = {
-        place: random_dictionary("relu", D_MODEL, 32, seed=i) for i, place in enumerate(PLACES)
+        place: random_dictionary(request.param, D_MODEL, 32, seed=i)
+        for i, place in enumerate(PLACES)
     }
     batches = tokenize_prompts(model.tokenizer, EXAMPLES, same_length=True)
     return model, adapter, dictionaries, batches[0]
 
 
-def capture(model, adapter, ids, place, dictionary):
-    """Features and error at a place, by a plain forward hook (no nnsight)."""
-    site, store = adapter.site(place), {}
-
-    def hook(module, inputs, output):
-        store["x"] = output if site.index is None else output[site.index]
-
-    handle = adapter.module(place).register_forward_hook(hook)
-    with torch.no_grad():
-        model._module(ids)
-    handle.remove()
-    f = dictionary.encode(store["x"])
-    return f, store["x"] - dictionary.decode(f)
-
-
 def metric_with(model, adapter, batch, place=None, dictionary=None, f=None, e=None):
     """Logit diff with a place's output replaced by decode(f) + e (plain PyTorch)."""
-    handle = None
-    if place is not None:
-        site = adapter.site(place)
-
-        def hook(module, inputs, output):
-            value = dictionary.decode(f) + e
-            return value if site.index is None else (value, *output[1:])
-
-        handle = adapter.module(place).register_forward_hook(hook)
+    frozen = {} if place is None else {place: dictionary.decode(f) + e}
     with torch.no_grad():
-        logits = model._module(batch.clean_ids).logits[:, -1]
-    if handle:
-        handle.remove()
-    rows = torch.arange(len(batch))
-    return logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]
+        return run_frozen(model, adapter, batch, frozen)[1]
 
 
 def brute_force(model, adapter, dictionaries, batch, place):

@@ -45,15 +45,18 @@ from sparse_circuits.circuits.behaviours.pipeline import (
     shard_clusters,
 )
 from sparse_circuits.circuits.data.prompts import PromptBatch
+from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+from sparse_circuits.circuits.discovery.discover import DiscoverConfig
 from sparse_circuits.circuits.discovery.faithfulness import score_selection
 from sparse_circuits.circuits.discovery.graph import load_circuit, selection_from_circuit
 from sparse_circuits.circuits.discovery.metrics import AnswerLogProb
 from sparse_circuits.circuits.export import CHROMIUM, to_html
 from sparse_circuits.circuits.model.activations import uses_bos
 from sparse_circuits.circuits.model.adapters import torch_module
-from sparse_circuits.cli import main
+from sparse_circuits.errors import ConfigError
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
+from .reference import hooked_run, reference_features
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACES = ["resid.0", "resid.1", "resid.2"]
@@ -105,7 +108,7 @@ def planted_dictionaries():
 def planted():
     model, adapter = planted_model()
     documents, behaviours = planted_corpus()
-    config = ContextConfig(n_contexts=120, max_loss=100.0, prefix_length=6, batch_size=32)
+    config = ContextConfig(n_contexts=120, max_loss=100.0, prefix_length=6, score_batch_size=32)
     contexts = find_contexts(model, adapter, documents, config, progress=False)
     return model, adapter, planted_dictionaries(), documents, behaviours, contexts
 
@@ -176,11 +179,14 @@ def test_contexts_keep_only_low_losses_and_follow_the_seed(planted):
     again = find_contexts(model, adapter, documents, config, progress=False)
     assert len(first) == 40 and bool((first.losses_N < max_loss).all())
     assert torch.equal(first.ids_NT, again.ids_NT) and torch.equal(first.answers_N, again.answers_N)
-    with pytest.raises(ContextError, match="no context of the corpus has a loss below --max-loss"):
+    with pytest.raises(ConfigError, match=r"^no context has a loss below max_loss 1e-06 \(scored"):
         find_contexts(
             model, adapter, documents, ContextConfig(max_loss=1e-6, prefix_length=6), progress=False
         )
-    with pytest.raises(ContextError, match="no document of the corpus has more than 30 tokens"):
+    with pytest.raises(
+        ConfigError,
+        match="^no document has more than 30 tokens, so none holds a context of prefix_length 30$",
+    ):
         find_contexts(model, adapter, documents, ContextConfig(prefix_length=30), progress=False)
 
 
@@ -200,29 +206,18 @@ def test_contexts_file_round_trip_and_bad_file(planted, tmp_path):
 
 def hook_vectors(model, adapter, dictionaries, batch: PromptBatch, description: str):
     """The describe vectors by plain PyTorch: forward hooks keep each place's output, autograd
-    gives d log p(answer) / d output, the chain rule through ``decode`` the features' gradient
-    (``x = f @ W_dec + b_dec + error``)."""
-    outputs = {}
-
-    def keep(place):
-        def hook(module, inputs, output):
-            value = output[0] if isinstance(output, tuple) else output
-            value.retain_grad()
-            outputs[place] = value
-
-        return hook
-
-    handles = [adapter.module(p).register_forward_hook(keep(p)) for p in PLACES]
-    logits = torch_module(model)(batch.clean_ids).logits[:, -1]
-    for handle in handles:
-        handle.remove()
-    value = logits.log_softmax(-1)[torch.arange(len(batch)), batch.clean_answer].sum()
-    value.backward()
+    gives d log p(answer) / d output, the encoder written from the weights the features and
+    the chain rule through ``decode`` their gradient (``x = f @ W_dec + b_dec + error``)."""
+    outputs, logits_BTV = hooked_run(model, adapter, batch.clean_ids, read=PLACES)
+    for value in outputs.values():
+        value.retain_grad()
+    log_probs_BV = logits_BTV[:, -1].log_softmax(-1)
+    log_probs_BV[torch.arange(len(batch)), batch.clean_answer].sum().backward()
     rows = []
     for place in PLACES:
         x_BD, grad_BD = outputs[place][:, -1].detach(), outputs[place].grad[:, -1]
         dictionary = dictionaries[place]
-        f_BF = dictionary.encode(x_BD).detach()
+        f_BF = reference_features(dictionary, x_BD)
         if description == "gradients":
             rows.append(grad_BD)
         elif description == "activations":
@@ -281,8 +276,10 @@ def test_sweep_sizes():
     assert sweep_sizes(3) == (2,)
 
 
-@pytest.mark.parametrize(("method", "clusters"), [("spectral", (2, 3, 4, 6, 8)), ("kmeans", (4,))])
-def test_clustering_recovers_planted_behaviours(planted, method, clusters):
+@pytest.mark.parametrize(
+    ("algorithm", "clusters"), [("spectral", (2, 3, 4, 6, 8)), ("kmeans", (4,))]
+)
+def test_clustering_recovers_planted_behaviours(planted, algorithm, clusters):
     """Activation vectors of the planted model's contexts separate its behaviours: clustering
     recovers them, and the spectral sweep over cluster counts picks the planted number."""
     model, adapter, dictionaries, _, behaviours, contexts = planted
@@ -290,9 +287,11 @@ def test_clustering_recovers_planted_behaviours(planted, method, clusters):
     vectors = describe_contexts(
         model, adapter, dictionaries, contexts, "activations", progress=False
     )
-    clustering = cluster_vectors(vectors.matrix, ClusterConfig(clusters=clusters, method=method))
+    clustering = cluster_vectors(
+        vectors.matrix, ClusterConfig(clusters=clusters, algorithm=algorithm)
+    )
     score = purity(clustering.labels, truth)
-    print(f"\n{method}: purity {score.overall:.3f}, {clustering.n_clusters} clusters")
+    print(f"\n{algorithm}: purity {score.overall:.3f}, {clustering.n_clusters} clusters")
     assert clustering.n_clusters == len(BEHAVIOURS), clustering.sweep
     assert score.overall >= 0.95
     assert all(b["purity"] >= 0.9 and b["recall"] >= 0.9 for b in score.per_behaviour.values())
@@ -304,7 +303,7 @@ def test_zero_vectors_are_left_unclustered():
     vectors = scipy.sparse.csr_matrix(
         np.array([[1.0, 0], [0, 0], [1.0, 0.1], [0, 1.0], [0.1, 1.0]])
     )
-    clustering = cluster_vectors(vectors, ClusterConfig(clusters=(2,), method="spectral"))
+    clustering = cluster_vectors(vectors, ClusterConfig(clusters=(2,), algorithm="spectral"))
     assert clustering.labels[1] == -1
     assert (
         clustering.labels[0] == clustering.labels[2] != clustering.labels[3] == clustering.labels[4]
@@ -348,12 +347,13 @@ def test_split_and_summary(planted):
 # --------------------------------------------------------------------------- the pipeline
 
 
-def small_config(**circuits) -> BehavioursConfig:
+def small_config(*, method: str = "attrib") -> BehavioursConfig:
+    discover = DiscoverConfig(AttributionConfig(method=method), node_threshold=0.02)
     return BehavioursConfig(
         contexts=ContextConfig(n_contexts=48, max_loss=100.0, prefix_length=6),
         describe="activations",
         clustering=ClusterConfig(clusters=(4,)),
-        circuits=ClusterCircuitConfig(examples=8, node_threshold=0.02, top_features=3, **circuits),
+        circuits=ClusterCircuitConfig(discover, examples=8, top_features=3),
         label_windows=32,
     )
 
@@ -623,19 +623,3 @@ def test_two_processes_make_the_same_site_as_one(saved, straight):
     assert sum(s["computed"] for s in summaries) == 4 and all(s["computed"] for s in summaries)
     assert sum(s["index"] is not None for s in summaries) == 1, "rank 0 alone writes the index"
     assert site_files(out) == site_files(straight)
-
-
-def test_cli_rejects_bad_clusters(capsys, tmp_path):
-    code = main(
-        [
-            "behaviours",
-            "--dictionaries",
-            str(tmp_path),
-            "--clusters",
-            "4,x",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
-    assert code == 2
-    assert "--clusters '4,x': expected K or K1,K2,..." in capsys.readouterr().err

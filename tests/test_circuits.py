@@ -1,4 +1,5 @@
-"""Circuit graphs, their files, and faithfulness by ablation against hand-made runs."""
+"""Circuit graphs, their files, and the faithfulness of the full and the empty circuit
+(ablations against hand-made runs: test_ablation.py)."""
 
 import pytest
 import torch
@@ -14,11 +15,10 @@ from sparse_circuits.circuits.discovery.graph import (
     save_circuit,
     selection_from_circuit,
 )
-from sparse_circuits.circuits.discovery.nodes import NodeSelection, select_nodes
+from sparse_circuits.circuits.discovery.nodes import NodeEffects, NodeSelection, select_nodes
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES, capture
-from .test_edges import PLACES, run_frozen
+from .reference import EXAMPLES, PLACES, masked_nodes
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +30,60 @@ def setup():
     return model, adapter, dictionaries, batch, effects
 
 
+def selected_nodes(selection):
+    """Every node a selection's masks hold, ``(place, feature, position)``."""
+    return {key for place in selection.features for key in masked_nodes(selection, place)}
+
+
 def test_select_by_threshold_and_top_k(setup):
+    """``top_k`` keeps exactly the k largest |effects| of all nodes, features and errors of
+    every place together, as ``torch.topk`` ranks them; a threshold at the k-th largest keeps
+    the same nodes."""
     *_, effects = setup
-    top = select_nodes(effects, top_k=10)
-    assert top.count() == 10
-    smallest_kept = min(
-        float(effects.features[p][m].abs().min()) if m.any() else float("inf")
-        for p, m in top.features.items()
+    places = list(effects.features)
+    nodes = [(p, f, -1) for p in places for f in range(len(effects.features[p]))]
+    nodes += [(p, -1, -1) for p in places]
+    magnitudes = torch.cat(
+        [effects.features[p].abs() for p in places]
+        + [effects.errors[p].abs()[None] for p in places]
     )
+    k = 10
+    largest = magnitudes.topk(k + 1)
+    # no tie at the boundary, and the k-th is no zero effect: the k largest are well defined
+    assert largest.values[k - 1] > largest.values[k] and largest.values[k - 1] > 1e-12
+    assert any(nodes[i][1] == -1 for i in largest.indices[:k])  # errors compete
+    top = select_nodes(effects, top_k=k)
+    assert top.count() == 10
+    assert selected_nodes(top) == {nodes[i] for i in largest.indices[:k]}
+    smallest_kept = float(largest.values[k - 1])
     threshold = select_nodes(effects, threshold=smallest_kept)
     assert threshold.count() >= 10
+    assert selected_nodes(threshold) == {
+        nodes[i] for i in range(len(nodes)) if magnitudes[i] >= smallest_kept
+    }
+    assert selected_nodes(threshold) == selected_nodes(top)
+
+
+def test_top_k_keeps_ties_and_never_zero_effects():
+    """What ``select_nodes`` guarantees where ranks are not unique: every node as large as the
+    k-th largest |effect| is kept (so ties can give more than k), and no node of zero effect."""
+    effects = NodeEffects(
+        features={
+            "resid.0": torch.tensor([3.0, -2.0, 2.0, 0.0]),
+            "resid.1": torch.tensor([0.5, -3.0]),
+        },
+        errors={"resid.0": torch.tensor(1.0), "resid.1": torch.tensor(0.0)},
+        aggregation="sum",
+        method="attrib",
+        n_examples=1,
+        metric_clean=0.0,
+        metric_patch=0.0,
+    )
+    kept = {k: selected_nodes(select_nodes(effects, top_k=k)) for k in (1, 2, 3, 5, 10)}
+    assert kept[1] == kept[2] == {("resid.0", 0, -1), ("resid.1", 1, -1)}  # |3| twice
+    assert kept[3] == kept[2] | {("resid.0", 1, -1), ("resid.0", 2, -1)}  # |2| twice
+    assert kept[5] == kept[3] | {("resid.0", -1, -1)}
+    assert kept[10] == kept[5] | {("resid.1", 0, -1)}  # every non-zero node, none of the zeros
 
 
 def test_circuit_json_round_trip(setup, tmp_path):
@@ -95,36 +139,3 @@ def test_full_and_empty_circuits(setup):
     assert full.completeness == pytest.approx(0.0, abs=1e-5)
     assert empty.faithfulness == pytest.approx(0.0, abs=1e-5)
     assert empty.completeness == pytest.approx(1.0, abs=1e-5)
-
-
-def test_mean_ablation_matches_a_hand_made_run(setup):
-    model, adapter, dictionaries, batch, effects = setup
-    selection = select_nodes(effects, top_k=8)
-    (score,) = score_selection(model, adapter, dictionaries, [batch], [selection], progress=False)
-    # by hand: every place outputs decode(kept features + clean mean elsewhere) + error
-    clean = {p: capture(model, adapter, batch.clean_ids, p, dictionaries[p]) for p in PLACES}
-    handles = []
-    for place in PLACES:
-        site, d = adapter.site(place), dictionaries[place]
-
-        def hook(module, inputs, output, place=place, site=site, d=d):
-            x = output if site.index is None else output[site.index]
-            f = d.encode(x)
-            e = x - d.decode(f)
-            keep_f = selection.features[place]
-            f_mean, e_mean = (t.mean(0, keepdim=True) for t in clean[place])
-            f_new = torch.where(keep_f, f, f_mean)
-            e_new = e if bool(selection.errors[place]) else e_mean.expand_as(e)
-            value = d.decode(f_new) + e_new
-            return value if site.index is None else (value, *output[1:])
-
-        handles.append(adapter.module(place).register_forward_hook(hook))
-    with torch.no_grad():
-        logits = model._module(batch.clean_ids).logits[:, -1]
-    for handle in handles:
-        handle.remove()
-    rows = torch.arange(len(batch))
-    m_circuit = (logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]).mean()
-    assert score.m_circuit == pytest.approx(m_circuit.item(), abs=1e-4)
-    _, m_full = run_frozen(model, adapter, batch, {})
-    assert score.m_full == pytest.approx(m_full.mean().item(), abs=1e-4)

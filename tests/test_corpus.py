@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import shutil
 import struct
 import time
@@ -11,16 +12,20 @@ import zlib
 import pytest
 import torch
 
-from sparse_circuits.circuits.data import corpus
 from sparse_circuits.circuits.data.corpus import (
     CorpusError,
     austen_documents,
+    embedded,
+    embedded_sources,
+    fetch_debian_packages,
     fortune_documents,
     parse_fortunes,
     read_documents,
     read_r_lazyload,
+    reader,
     tokenize_contexts,
 )
+from sparse_circuits.circuits.data.corpus.fortunes import FORTUNE_DIR
 from tests.conftest import tiny_tokenizer
 
 FORTUNES = """\
@@ -193,7 +198,8 @@ def test_jsonl_documents_are_the_text_fields(tmp_path):
 
 
 def _error(source):
-    with pytest.raises(CorpusError) as caught:
+    """The one-line message of reading ``source``; it starts by naming the source."""
+    with pytest.raises(CorpusError, match=f"^{re.escape(str(source))}:") as caught:
         read_documents(source)
     message = str(caught.value)
     assert "\n" not in message
@@ -238,7 +244,7 @@ def test_bad_inputs_are_one_line_errors_naming_file_and_line(tmp_path):
 
 
 def test_a_hub_dataset_without_datasets_or_network_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr(corpus, "hub_reachable", lambda: False)
+    monkeypatch.setattr(reader, "hub_reachable", lambda: False)
     message = _error("someone/some-dataset")
     assert message.startswith("someone/some-dataset: no such file, and reading it as a hub dataset")
     assert "`datasets` package" in message and "network" in message
@@ -332,8 +338,8 @@ def test_a_corpus_shorter_than_one_context_is_an_error():
 def test_without_apt_the_debian_sources_are_skipped_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSE_CIRCUITS_CACHE", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
-    monkeypatch.setattr(corpus, "_UNAVAILABLE", {})
-    with pytest.warns(UserWarning) as caught:
+    monkeypatch.setattr(embedded, "_UNAVAILABLE", {})
+    with pytest.warns(UserWarning, match="^embedded corpus: skipping source ") as caught:
         documents = read_documents("embedded")
     assert [str(warning.message) for warning in caught] == [
         "embedded corpus: skipping source 'fortunes' (Debian fortunes and fortunes-min): "
@@ -364,12 +370,12 @@ def test_the_embedded_debian_source_fetches_unpacks_and_parses(tmp_path, monkeyp
     (tools / "dpkg-deb").symlink_to(shutil.which("dpkg-deb"))
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     try:
-        root = corpus.fetch_debian_packages(["fortunes-min"], tmp_path / "work")
+        root = fetch_debian_packages(["fortunes-min"], tmp_path / "work")
     except CorpusError as error:
         if not str(error).startswith("apt-get"):
             raise
         pytest.skip(f"Debian's registry cannot be reached here ({error})")
-    documents = fortune_documents(root / corpus.FORTUNE_DIR)
+    documents = fortune_documents(root / FORTUNE_DIR)
     assert len(documents) > 300
     assert any("--" in doc for doc in documents)
 
@@ -377,7 +383,7 @@ def test_the_embedded_debian_source_fetches_unpacks_and_parses(tmp_path, monkeyp
 @pytest.mark.slow
 def test_the_embedded_corpus_is_everyday_english_of_a_megabyte_or_more():
     started = time.perf_counter()
-    sources = corpus.embedded_sources()
+    sources = embedded_sources()
     assert sorted(sources) == ["austen", "docstrings", "fortunes", "pydoc"]
     documents = read_documents("embedded")
     assert len(documents) == sum(map(len, sources.values())) > 10_000

@@ -18,6 +18,7 @@ from sparse_circuits.dictionaries import (
 from sparse_circuits.dictionaries.native import WEIGHTS_FILE
 
 from .conftest import ALL_ARCHS, random_dictionary
+from .reference import reference_features, reference_reconstruction
 
 
 def hand_set(cls, **config):
@@ -134,16 +135,43 @@ def test_native_round_trip(arch, tmp_path):
     assert not list(tmp_path.glob("d/.*tmp"))  # no temporary files left behind
 
 
+ROLES = {
+    "sae": {},
+    "transcoder": dict(d_out=6, center_input=False, place="mlp_in.0", writes="mlp.0"),
+    "skip transcoder": dict(
+        d_out=6, center_input=False, skip=True, place="mlp_in.0", writes="mlp.0"
+    ),
+}
+"""What a dictionary reconstructs: its own input (an SAE), or another place (6 wide)."""
+
+
+@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("arch", ALL_ARCHS)
-def test_invariants(arch):
-    dictionary = random_dictionary(arch, 8, 32)
+def test_invariants(arch, role):
+    """Features and reconstruction against the architecture's formula written out from the
+    weights (``reference``), for an SAE and for a transcoder with and without skip."""
+    dictionary = random_dictionary(arch, 8, 32, **ROLES[role])
     x = torch.randn(3, 4, 8)
-    x_hat, f = dictionary(x)
-    assert f.shape == (3, 4, 32) and x_hat.shape == (3, 4, 8)
+    with torch.no_grad():
+        if arch in ("jumprelu", "batchtopk"):  # positive thresholds, about half |pre|'s mean
+            dictionary.threshold.copy_(dictionary.threshold.abs() * 5)
+        x_hat, f = dictionary(x)
+        relu_of_pre = torch.relu(dictionary.pre_activation(x))
+    assert f.shape == (3, 4, 32) and x_hat.shape == (3, 4, dictionary.d_out)
     assert (f >= 0).all()
-    torch.testing.assert_close(x_hat, dictionary.decode(dictionary.encode(x)))
+    expected_f = reference_features(dictionary, x)
+    assert 0 < (expected_f > 0).sum() < expected_f.numel()  # some features fire, not all
+    assert (arch == "relu") == torch.equal(expected_f, relu_of_pre)  # the rule is exercised
+    torch.testing.assert_close(f, expected_f)
+    torch.testing.assert_close(x_hat, reference_reconstruction(dictionary, expected_f, x))
     if arch == "topk":
         assert ((f > 0).sum(-1) <= dictionary.config.k).all()
+    if arch == "batchtopk":  # training: the k * n_tokens largest of the whole batch
+        dictionary.train()
+        with torch.no_grad():
+            f_train = dictionary.encode(x)
+        torch.testing.assert_close(f_train, reference_features(dictionary, x))
+        assert (f_train > 0).sum() <= dictionary.config.k * 12
 
 
 def test_dtype_and_device_moves():

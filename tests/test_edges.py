@@ -18,9 +18,8 @@ from sparse_circuits.circuits.model.loading import wrap_model
 from sparse_circuits.circuits.model.runner import Runner
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES, capture
+from .reference import EXAMPLES, PLACES, capture, masked_nodes, run_frozen
 
-PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
 D_SAE = 24
 
 
@@ -42,35 +41,6 @@ def setup():
     selection = every_node(batch)
     edges = edge_effects(model, adapter, dictionaries, [batch], selection, progress=False)
     return model, adapter, dictionaries, batch, selection, edges
-
-
-def run_frozen(model, adapter, batch, frozen, replace=None):
-    """Plain-PyTorch run: every place in ``frozen`` outputs its given constant, ``replace``
-    maps a place to a function of what it computed giving what it outputs instead; returns
-    what every place computed (before any replacement) and the metric ``(B,)``."""
-    handles, store = [], {}
-    for place in PLACES:
-        site = adapter.site(place)
-
-        def hook(module, inputs, output, place=place, site=site):
-            current = output if site.index is None else output[site.index]
-            store[place] = current
-            value = None
-            if replace and place in replace:
-                value = replace[place](current)
-            elif place in frozen:
-                value = frozen[place]
-            if value is None:
-                return None
-            return value if site.index is None else (value, *output[1:])
-
-        handles.append(adapter.module(place).register_forward_hook(hook))
-    logits = model._module(batch.clean_ids).logits[:, -1]
-    for handle in handles:
-        handle.remove()
-    rows = torch.arange(len(batch))
-    metric = logits[rows, batch.clean_answer] - logits[rows, batch.patch_answer]
-    return store, metric
 
 
 class Perturbation:
@@ -182,16 +152,6 @@ EMPTY = [None, "resid.0", "mlp.1", "resid.2"]
 """Every node, or a random half with none at one place: at resid.0 the next place has no
 earlier node (the edge pass skips it); mlp.1 and resid.2 have earlier nodes but none of their
 own (they only pass their gradient back, which the edges into earlier places need)."""
-
-
-def masked_nodes(selection, place):
-    """The nodes a selection's masks hold, read off the masks (not ``NodeSelection.keys``)."""
-    f_mask, e_mask = selection.features[place].tolist(), selection.errors[place].tolist()
-    if selection.features[place].dim() == 1:
-        error = [(place, -1, -1)] if e_mask else []
-        return [(place, f, -1) for f, on in enumerate(f_mask) if on] + error
-    features = [(place, f, t) for t, row in enumerate(f_mask) for f, on in enumerate(row) if on]
-    return features + [(place, -1, t) for t, on in enumerate(e_mask) if on]
 
 
 def chosen_nodes(batch, aggregation, empty):

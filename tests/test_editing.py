@@ -18,6 +18,7 @@ from sparse_circuits.editing.interventions import (
 from sparse_circuits.editing.steering import feature_vector, features_vector, steered_generations
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
+from .reference import hooked_run
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +30,14 @@ def setup():
 
 
 def activation_and_logits(model, adapter, ids, place="resid.1"):
-    store = {}
-    site = adapter.site(place)
-
-    def hook(module, inputs, output):
-        store["x"] = output if site.index is None else output[site.index]
-
-    handle = adapter.module(place).register_forward_hook(hook)
     with torch.no_grad():
-        logits = model._module(ids).logits
-    handle.remove()
-    return store["x"], logits
+        computed, logits = hooked_run(model, adapter, ids, read=[place])
+    return computed[place], logits
 
 
 def logits_with(model, adapter, ids, value, place="resid.1"):
-    handle = adapter.module(place).register_forward_hook(lambda m, i, o: value)
     with torch.no_grad():
-        logits = model._module(ids).logits
-    handle.remove()
-    return logits
+        return hooked_run(model, adapter, ids, replace={place: lambda _: value})[1]
 
 
 def test_zero_ablation_removes_the_decoder_contribution(setup):
@@ -78,6 +68,31 @@ def test_mean_ablation_and_clamp(setup):
         x_clamped, _ = activation_and_logits(model, adapter, ids)
     expected = x + (3.0 - f[..., [4]]) @ dictionary.W_dec[[4]]
     torch.testing.assert_close(x_clamped, expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_resample_ablation_draws_every_token_from_the_pool(setup):
+    model, adapter, dictionary, ids = setup
+    x, _ = activation_and_logits(model, adapter, ids)
+    f = dictionary.encode(x)[..., [2, 7]].detach()
+    pool = torch.tensor([[0.5, 2.0], [3.0, 0.0]])
+    ablation = [FeatureAblation("resid.1", dictionary, [2, 7], "resample", pool, seed=3)]
+    with intervene(adapter, ablation):
+        x_new, _ = activation_and_logits(model, adapter, ids)
+    # x_new = x + (drawn - f) @ W_dec[[2, 7]]: recover each token's drawn features
+    W_dec_nD = dictionary.W_dec[[2, 7]].detach()
+    change_ND = (x_new - x).reshape(-1, D_MODEL)
+    drawn = f + torch.linalg.lstsq(W_dec_nD.T, change_ND.T).solution.T.reshape(f.shape)
+    distance = (drawn[..., None, :] - pool).norm(dim=-1)  # (B, T, M)
+    assert distance.min(-1).values.max() < 1e-4  # every token took a row of the pool
+    assert set(distance.argmin(-1).flatten().tolist()) == {0, 1}  # 12 draws hit both rows
+    same_seed = FeatureAblation("resid.1", dictionary, [2, 7], "resample", pool, seed=3)
+    with intervene(adapter, [same_seed]):
+        again, _ = activation_and_logits(model, adapter, ids)
+    torch.testing.assert_close(again, x_new)  # the seed fixes the draws
+    with pytest.raises(ValueError, match="ablation mode must be one of zero, mean, resample"):
+        FeatureAblation("resid.1", dictionary, [2], "median")
+    with pytest.raises(ValueError, match="resample ablation needs the values to ablate to"):
+        FeatureAblation("resid.1", dictionary, [2], "resample")
 
 
 def test_steering_moves_the_residual_by_c_times_the_direction(setup):

@@ -21,7 +21,7 @@ from sparse_circuits.circuits.export import CHROMIUM
 from sparse_circuits.dictionaries import load_dictionary
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES as PROMPTS
+from .reference import EXAMPLES as PROMPTS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

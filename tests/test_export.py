@@ -36,9 +36,8 @@ from sparse_circuits.circuits.export import (
 )
 
 from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
-from .test_attribution import EXAMPLES
+from .reference import EXAMPLES, PLACES, hooked_run
 
-PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
 SETTINGS = {
     "model": "tiny-llama",
     "method": "attrib",
@@ -284,31 +283,6 @@ def test_html_draws_many_edges_in_a_few_traces(tmp_path):
 # --------------------------------------------------------------------------- labels
 
 
-def hooked_inputs(model, adapter, ids, places):
-    """Activations at ``places`` for every context at once, by plain PyTorch hooks."""
-    store, handles = {}, []
-    for place in places:
-        site = adapter.site(place)
-        module = adapter.module(place)
-        if site.io == "input":
-
-            def pre(module, args, place=place):
-                store[place] = args[0]
-
-            handles.append(module.register_forward_pre_hook(pre))
-        else:
-
-            def hook(module, args, output, place=place, site=site):
-                store[place] = output if site.index is None else output[site.index]
-
-            handles.append(module.register_forward_hook(hook))
-    with torch.no_grad():
-        model._module(ids)
-    for handle in handles:
-        handle.remove()
-    return store
-
-
 def test_top_contexts_match_brute_force(setup, contexts):
     model, adapter, dictionaries, _ = setup
     # mlp.1 a transcoder: it reads mlp_in.1, a module input
@@ -327,9 +301,10 @@ def test_top_contexts_match_brute_force(setup, contexts):
     )  # fmt: skip
     assert ("attn.1", -1, -1) not in got  # error nodes get no contexts
     assert got[("resid.1", 3, 2)] == got[("resid.1", 3, -1)]  # position ignored
-    acts = hooked_inputs(
-        model, adapter, contexts, [dictionaries[p].config.reads_at(p) for p in PLACES]
-    )
+    with torch.no_grad():
+        acts, _ = hooked_run(
+            model, adapter, contexts, read=[dictionaries[p].config.reads_at(p) for p in PLACES]
+        )
     tokenizer = model.tokenizer
     n_checked = 0
     for place in PLACES:

@@ -26,6 +26,7 @@ from sparse_circuits.editing.shift import (
     auroc,
     auroc_p_value,
     candidates_markdown,
+    check_ablation_list,
     pooled_features,
     run_shift,
 )
@@ -168,6 +169,12 @@ def test_ablation_list_is_checked_before_any_model_pass(setup):
     ):
         with pytest.raises(ValueError, match=message):
             run_shift(None, adapter, dictionaries, data, data, config, ablate=ablate)
+        with pytest.raises(ValueError) as error:  # the file it was read from, named first
+            run_shift(
+                None, adapter, dictionaries, data, data, config,
+                ablate=ablate, ablation_source="lists/ablate.txt",
+            )  # fmt: skip
+        assert str(error.value).startswith("lists/ablate.txt: ") and message in str(error.value)
 
 
 def transcoder(layer: int):
@@ -200,15 +207,16 @@ def test_auroc_p_value_by_hand():
 
 
 def test_config_is_validated():
-    for bad in (
-        {"attribution_share": 0.0},
-        {"candidates": 0},
-        {"judge_alpha": 0.0},
-        {"judge_threshold": 1.5},
-        {"first_position": -1},
-        {"attribution_examples": 1},
+    """Each error names the field."""
+    for bad, message in (
+        ({"attribution_share": 0.0}, r"^attribution_share must be in \(0, 1\], not 0.0$"),
+        ({"candidates": 0}, r"^candidates must be positive, not 0$"),
+        ({"judge_alpha": 0.0}, r"^judge_alpha must be in \(0, 1\], not 0.0$"),
+        ({"judge_threshold": 1.5}, r"^judge_threshold must be in \[0, 1\], not 1.5$"),
+        ({"first_position": -1}, r"^first_position must be >= 0, not -1$"),
+        ({"attribution_examples": 1}, r"^attribution_examples must be at least 2 \(one of"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             ShiftConfig(place="resid.1", **bad)
 
 
@@ -334,6 +342,7 @@ def test_cli_shift_and_its_errors(cli_files, tmp_path, capsys):
         ("resid.0:1\nresid.2:5\n", "resid.2:5: resid.2 comes after the probe place resid.1"),
         ("resid.0:1\nresid.0:1\n", "resid.0:1 is listed twice"),
         ("\n", "empty"),
+        ("resid.0:1\nresid.0:one\n", "'resid.0:one' is not PLACE:FEATURE_ID"),
     ):
         (tmp_path / "bad.txt").write_text(lines)
         assert main([*base, "--ablate", str(tmp_path / "bad.txt"), *out]) == 2
@@ -346,6 +355,25 @@ def test_cli_shift_and_its_errors(cli_files, tmp_path, capsys):
                  "--ablate", str(tmp_path / "ablate.txt"), *out]) == 2  # fmt: skip
     assert "both classes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_shift_checks_the_ablation_list_once(cli_files, tmp_path, capsys, monkeypatch):
+    """The command leaves the check to ``run_shift``, which names the file."""
+    import sparse_circuits.editing.shift as shift
+
+    _, base = cli_files
+    calls = []
+
+    def counted(*args, **options):
+        calls.append(options.get("source"))
+        return check_ablation_list(*args, **options)
+
+    monkeypatch.setattr(shift, "check_ablation_list", counted)
+    (tmp_path / "bad.txt").write_text("resid.0:1\nmlp.1:2\n")
+    ablate = ["--ablate", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "x")]
+    assert main([*base, *ablate]) == 2
+    assert "no dictionary for mlp.1" in capsys.readouterr().err
+    assert calls == [tmp_path / "bad.txt"]
 
 
 def test_cli_shift_refuses_bad_options_at_once(cli_files, tmp_path, capsys):
@@ -366,7 +394,7 @@ def test_cli_shift_refuses_bad_options_at_once(cli_files, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
         assert not (tmp_path / "x").exists()
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit, match="^2$") as exit_:
         main([*base, "--candidates", "3", "--attribution-share", "0.5", *ablate_out])
     assert exit_.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err

@@ -142,9 +142,9 @@ def test_refuses_a_folder_holding_another_run(tmp_path):
 
 
 def test_k_larger_than_dictionary_is_refused():
-    with pytest.raises(TrainConfigError, match="--k 100 must be between 1 and --dict-size 64"):
+    with pytest.raises(TrainConfigError, match=r"^k 100 must be between 1 and d_sae 64$"):
         TrainConfig(arch="topk", d_sae=64, k=100, steps=1)
-    with pytest.raises(TrainConfigError, match="--dead-after-tokens must be positive, got 0"):
+    with pytest.raises(TrainConfigError, match=r"^dead_after_tokens must be positive, got 0$"):
         TrainConfig(arch="topk", d_sae=64, k=4, steps=1, dead_after_tokens=0)
     assert TrainConfig(arch="topk", d_sae=64, k=4, steps=1, dead_after_tokens=7).dead_window == 7
 

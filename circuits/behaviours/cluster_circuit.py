@@ -3,11 +3,11 @@
 1. Split the cluster's contexts in a seeded order: ``held_out`` of them (at least two, for
    clusters of four or more; none for smaller ones) to score the circuit on, then up to
    ``examples`` to discover it with.
-2. The circuit of the discovery contexts: zero baseline (no patch prompts), the metric the
-   log-probability of each context's own answer (``AnswerLogProb``), effects summed over
-   positions, nodes with |effect| >= ``node_threshold``, edges with |weight| >=
-   ``edge_threshold``. Defaults as in the paper's reference code: 100 examples, thresholds 0.1
-   and 0.01.
+2. The circuit of the discovery contexts (``discover_circuit`` with ``discover``): zero
+   baseline (no patch prompts), the metric the log-probability of each context's own answer
+   (``AnswerLogProb``), effects summed over positions, nodes with |effect| >= its
+   ``node_threshold``, edges with |weight| >= its ``edge_threshold``. Defaults as in the
+   paper's reference code: 100 examples, thresholds 0.1 and 0.01.
 3. Its faithfulness on the held-out contexts, everything outside the circuit mean-ablated
    (``score_selection``).
 4. Its top features by |effect|, each with its top activating contexts over a fixed sample of
@@ -22,8 +22,8 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import torch
@@ -41,6 +41,7 @@ from sparse_circuits.circuits.discovery.metrics import AnswerLogProb
 from sparse_circuits.circuits.discovery.nodes import node_id, select_nodes
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
 
 __all__ = [
     "ClusterCircuitConfig",
@@ -51,40 +52,44 @@ __all__ = [
 ]
 
 
+def _paper_discovery() -> DiscoverConfig:
+    """Attribution patching summed over positions, node threshold 0.1 and edge threshold 0.01:
+    ``DiscoverConfig``'s defaults, the paper's reference code's settings for its clusters."""
+    return DiscoverConfig(AttributionConfig())
+
+
 @dataclass
 class ClusterCircuitConfig:
-    method: Literal["attrib", "ig"] = "attrib"
-    """How node effects are computed (``--method``)."""
-    steps: int = 10
-    """Integration steps for ``ig``."""
+    """How ``cluster_circuit`` finds, scores and shows one cluster's circuit."""
+
+    discover: DiscoverConfig = field(default_factory=_paper_discovery)
+    """How the circuit is found (method, thresholds, batch size); effects summed over
+    positions."""
     examples: int = 100
     """Discovery contexts per cluster, at most (the paper's reference code: 100)."""
     held_out: float = 0.2
     """Share of a cluster's contexts kept back to score faithfulness on."""
-    node_threshold: float = 0.1
-    """Keep nodes with |effect| at least this, in nats of log-probability."""
-    edge_threshold: float = 0.01
-    """Keep edges with |weight| at least this."""
     top_features: int = 10
     """Features listed (with their top activating contexts) on the cluster's page."""
     label_contexts: int = 5
     """Top activating contexts shown per feature."""
-    batch_size: int = 16
-    """Contexts per forward pass."""
     seed: int = 0
     """Seed of the held-out split (each cluster adds its id)."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("attrib", "ig"):
-            raise ValueError(f"--method must be attrib or ig, got {self.method!r}")
-        if self.examples < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--examples, --steps and batch_size must be at least 1")
+        aggregation = self.discover.attribution.aggregation
+        if aggregation != "sum":
+            raise ConfigError(
+                f"aggregation must be sum for a cluster's circuit, got {aggregation!r}"
+            )
+        if self.examples < 1:
+            raise ConfigError(f"examples must be at least 1, got {self.examples}")
         if not 0 <= self.held_out < 1:
-            raise ValueError(f"--held-out must be in [0, 1), got {self.held_out}")
-        if self.node_threshold < 0 or self.edge_threshold < 0:
-            raise ValueError("--node-threshold and --edge-threshold must be >= 0")
-        if self.top_features < 0 or self.label_contexts < 1:
-            raise ValueError("top_features must be >= 0 and label_contexts >= 1")
+            raise ConfigError(f"held_out must be in [0, 1), got {self.held_out}")
+        if self.top_features < 0:
+            raise ConfigError(f"top_features must be >= 0, got {self.top_features}")
+        if self.label_contexts < 1:
+            raise ConfigError(f"label_contexts must be at least 1, got {self.label_contexts}")
 
 
 @dataclass
@@ -132,7 +137,8 @@ def _faithfulness(
 ) -> float | None:
     if not held_out:
         return None
-    selection = select_nodes(effects, threshold=config.node_threshold)
+    discover = config.discover
+    selection = select_nodes(effects, threshold=discover.node_threshold, top_k=discover.top_k)
     try:
         (score,) = score_selection(
             model, adapter, dictionaries, [contexts.batch(held_out)], [selection],
@@ -150,7 +156,8 @@ def _top_features(model, adapter, dictionaries, graph, windows_NT, config) -> li
         return []
     hits = top_activating_contexts(
         model, adapter, dictionaries, nodes, windows_NT,
-        k=config.label_contexts, batch_size=config.batch_size, progress=False,
+        k=config.label_contexts, batch_size=config.discover.attribution.batch_size,
+        progress=False,
     )  # fmt: skip
     label_circuit(graph, hits)
     return [
@@ -185,14 +192,9 @@ def cluster_circuit(
     discovery, held_out = split_members(
         members, held_out=config.held_out, examples=config.examples, seed=config.seed + cluster
     )
-    discover = DiscoverConfig(
-        AttributionConfig(method=config.method, steps=config.steps, batch_size=config.batch_size),
-        node_threshold=config.node_threshold,
-        edge_threshold=config.edge_threshold,
-    )
     recorded = {**(settings or {}), "cluster": cluster, "baseline": "zero"}
     graph, effects = discover_circuit(
-        model, adapter, dictionaries, [contexts.batch(discovery)], discover,
+        model, adapter, dictionaries, [contexts.batch(discovery)], config.discover,
         metric=AnswerLogProb(), settings=recorded, progress=False,
     )  # fmt: skip
     faithfulness = _faithfulness(model, adapter, dictionaries, contexts, held_out, effects, config)

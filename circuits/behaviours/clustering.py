@@ -19,13 +19,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import scipy.sparse
 
+from sparse_circuits.errors import ConfigError
+
 __all__ = [
     "ClusterConfig",
+    "ClusterMethod",
     "Clustering",
     "Purity",
     "angular_affinity",
@@ -34,14 +37,16 @@ __all__ = [
     "sweep_sizes",
 ]
 
-ClusterMethod = Literal["spectral", "kmeans", "auto"]
+ClusterMethod = Literal["auto", "spectral", "kmeans"]
 
 
 @dataclass
 class ClusterConfig:
+    """How ``cluster_vectors`` clusters the context vectors."""
+
     clusters: tuple[int, ...] = ()
-    """Cluster counts to try (``--clusters K`` or ``K1,K2,...``); empty: ``sweep_sizes``."""
-    method: ClusterMethod = "auto"
+    """Cluster counts to try, the best silhouette kept; empty: ``sweep_sizes``."""
+    algorithm: ClusterMethod = "auto"
     """``spectral`` (the paper's), ``kmeans`` (large N), or ``auto``: spectral up to
     ``spectral_max`` contexts, k-means beyond."""
     spectral_max: int = 5000
@@ -50,25 +55,27 @@ class ClusterConfig:
     silhouette_sample: int = 2000
     """Contexts the silhouette of a sweep is computed on."""
     seed: int = 0
+    """Seed of spectral clustering's and k-means' initialisation and of the silhouette's
+    sample."""
 
     def __post_init__(self) -> None:
         self.clusters = tuple(int(k) for k in self.clusters)
         if any(k < 1 for k in self.clusters):
-            raise ValueError(f"--clusters must be at least 1, got {list(self.clusters)}")
-        if self.method not in ("spectral", "kmeans", "auto"):
-            raise ValueError(
-                f"--cluster-method must be spectral, kmeans or auto, got {self.method!r}"
-            )
-        if self.spectral_max < 2 or self.silhouette_sample < 2:
-            raise ValueError("spectral_max and silhouette_sample must be at least 2")
+            raise ConfigError(f"clusters must be at least 1, got {list(self.clusters)}")
+        if self.algorithm not in get_args(ClusterMethod):
+            choices = ", ".join(get_args(ClusterMethod))
+            raise ConfigError(f"algorithm must be one of {choices}, got {self.algorithm!r}")
+        for name in ("spectral_max", "silhouette_sample"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name} must be at least 2, got {getattr(self, name)}")
 
 
 class Clustering(NamedTuple):
     labels: np.ndarray
     """``(N,)`` cluster of each context, -1 for a context that was not clustered."""
     n_clusters: int
-    method: str
-    """The method used (``spectral`` or ``kmeans``)."""
+    algorithm: str
+    """The algorithm used (``spectral`` or ``kmeans``)."""
     sweep: list[dict[str, float]]
     """``{"clusters", "silhouette"}`` of each count tried (one entry without a sweep)."""
 
@@ -99,10 +106,10 @@ def angular_affinity(vectors: scipy.sparse.csr_matrix | np.ndarray) -> np.ndarra
     return 1.0 - np.arccos(cosine) / np.pi
 
 
-def _cluster_once(unit, k: int, method: str, seed: int, affinity) -> np.ndarray:
+def _cluster_once(unit, k: int, algorithm: str, seed: int, affinity) -> np.ndarray:
     from sklearn.cluster import KMeans, SpectralClustering
 
-    if method == "spectral":
+    if algorithm == "spectral":
         model = SpectralClustering(
             n_clusters=k, affinity="precomputed", assign_labels="cluster_qr", random_state=seed
         )
@@ -144,19 +151,19 @@ def cluster_vectors(vectors: scipy.sparse.csr_matrix, config: ClusterConfig) -> 
     unit = _normalised(vectors[nonzero])
     counts = config.clusters or sweep_sizes(len(nonzero))
     counts = tuple(sorted({min(k, len(nonzero)) for k in counts}))
-    method = config.method
-    if method == "auto":
-        method = "spectral" if len(nonzero) <= config.spectral_max else "kmeans"
-    affinity = angular_affinity(unit) if method == "spectral" else None
+    algorithm = config.algorithm
+    if algorithm == "auto":
+        algorithm = "spectral" if len(nonzero) <= config.spectral_max else "kmeans"
+    affinity = angular_affinity(unit) if algorithm == "spectral" else None
     sweep, best, best_score = [], None, -np.inf
     for k in counts:
-        found = _cluster_once(unit, k, method, config.seed, affinity)
+        found = _cluster_once(unit, k, algorithm, config.seed, affinity)
         score = _silhouette(unit, found, config.silhouette_sample, config.seed)
         sweep.append({"clusters": k, "silhouette": score})
         if best is None or (score > best_score):
             best, best_score = found, score
     labels[nonzero] = _by_size(best)
-    return Clustering(labels, int(labels.max()) + 1, method, sweep)
+    return Clustering(labels, int(labels.max()) + 1, algorithm, sweep)
 
 
 def purity(labels: Sequence[int], behaviours: Sequence[str]) -> Purity:

@@ -31,41 +31,44 @@ from sparse_circuits.circuits.data.corpus import tokenize_contexts
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.model.activations import uses_bos
 from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device, torch_module
+from sparse_circuits.errors import ConfigError
 from sparse_circuits.files import read_safetensors, write_safetensors
 
 __all__ = ["ContextConfig", "Contexts", "ContextError", "find_contexts", "token_stream"]
 
 
 class ContextError(ValueError):
-    """Contexts that cannot be found or read; the message names the corpus or file."""
+    """A contexts file that cannot be read; the message names the file."""
 
 
 @dataclass
 class ContextConfig:
+    """Which next-token contexts of a corpus ``find_contexts`` keeps."""
+
     n_contexts: int = 2000
-    """Contexts to find (``--contexts``); fewer when the corpus runs out of candidates."""
+    """Contexts to find; fewer when the corpus runs out of candidates."""
     max_loss: float = 1.0
     """Keep a context only if the model's loss on its answer is below this (nats)."""
     prefix_length: int = 16
     """Tokens of every context's prefix, BOS included."""
     corpus_tokens: int | None = None
     """Read at most this many tokens of the corpus (``None``: all of it)."""
-    batch_size: int = 64
-    """Candidates scored per forward pass."""
+    score_batch_size: int = 64
+    """Candidates scored per forward pass (no backward pass: more than a circuit's batch)."""
     seed: int = 0
     """Seed of the order in which candidates are scored."""
 
     def __post_init__(self) -> None:
         if self.n_contexts < 1:
-            raise ValueError(f"--contexts must be at least 1, got {self.n_contexts}")
+            raise ConfigError(f"n_contexts must be at least 1, got {self.n_contexts}")
         if not self.max_loss > 0:
-            raise ValueError(f"--max-loss must be positive, got {self.max_loss}")
+            raise ConfigError(f"max_loss must be positive, got {self.max_loss}")
         if self.prefix_length < 2:
-            raise ValueError(f"--prefix-length must be at least 2, got {self.prefix_length}")
+            raise ConfigError(f"prefix_length must be at least 2, got {self.prefix_length}")
         if self.corpus_tokens is not None and self.corpus_tokens < 1:
-            raise ValueError(f"--corpus-tokens must be at least 1, got {self.corpus_tokens}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"corpus_tokens must be at least 1, got {self.corpus_tokens}")
+        if self.score_batch_size < 1:
+            raise ConfigError(f"score_batch_size must be at least 1, got {self.score_batch_size}")
 
 
 @dataclass
@@ -159,7 +162,7 @@ def find_contexts(
     progress: bool = True,
 ) -> Contexts:
     """Up to ``config.n_contexts`` low-loss contexts of ``documents`` (steps in the module's
-    docstring); ``ContextError`` when the corpus has none."""
+    docstring); a ``ConfigError`` naming the setting when the documents hold none."""
     tokenizer = model.tokenizer
     stream_S, documents_S, positions_S = token_stream(
         tokenizer, documents, max_tokens=config.corpus_tokens
@@ -168,9 +171,9 @@ def find_contexts(
     n_text = config.prefix_length - len(bos)
     candidates = (positions_S >= n_text).nonzero().squeeze(-1)
     if len(candidates) == 0:
-        raise ContextError(
-            f"no document of the corpus has more than {n_text} tokens, so none holds a context "
-            f"of --prefix-length {config.prefix_length}"
+        raise ConfigError(
+            f"no document has more than {n_text} tokens, so none holds a context of "
+            f"prefix_length {config.prefix_length}"
         )
     order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(config.seed))
     candidates = candidates[order]
@@ -182,8 +185,8 @@ def find_contexts(
     bar = tqdm(
         total=config.n_contexts, desc="contexts", unit="ctx", disable=not progress, file=sys.stderr
     )
-    for start in range(0, len(candidates), config.batch_size):
-        chunk = candidates[start : start + config.batch_size]
+    for start in range(0, len(candidates), config.score_batch_size):
+        chunk = candidates[start : start + config.score_batch_size]
         text_BT = stream_S[chunk[:, None] + offsets_T]
         answers_B = stream_S[chunk]
         fresh = []
@@ -210,9 +213,9 @@ def find_contexts(
             break
     bar.close()
     if n_kept == 0:
-        raise ContextError(
-            f"no context of the corpus has a loss below --max-loss {config.max_loss} "
-            f"(scored {min(len(candidates), start + config.batch_size)} candidates)"
+        raise ConfigError(
+            f"no context has a loss below max_loss {config.max_loss} "
+            f"(scored {min(len(candidates), start + config.score_batch_size)} candidates)"
         )
     ids, answers, docs, positions, losses = (torch.cat(parts) for parts in zip(*kept, strict=True))
     return Contexts(ids, answers, docs, positions, losses)

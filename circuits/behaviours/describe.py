@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import scipy.sparse
@@ -37,7 +37,8 @@ from sparse_circuits.dictionaries import Dictionary
 __all__ = ["DESCRIPTIONS", "Description", "ContextVectors", "describe_contexts"]
 
 Description = Literal["attribution", "activations", "gradients"]
-DESCRIPTIONS: tuple[str, ...] = ("attribution", "activations", "gradients")
+DESCRIPTIONS: tuple[str, ...] = get_args(Description)
+"""The names ``describe_contexts`` takes, in the order of the module's docstring."""
 
 
 class ContextVectors(NamedTuple):
@@ -73,7 +74,7 @@ def describe_contexts(
     """The ``description`` vector of every context (steps in the module's docstring)."""
     if description not in DESCRIPTIONS:
         raise ValueError(
-            f"--describe must be one of {', '.join(DESCRIPTIONS)}, got {description!r}"
+            f"description must be one of {', '.join(DESCRIPTIONS)}, got {description!r}"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

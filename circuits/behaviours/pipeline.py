@@ -50,11 +50,11 @@ from sparse_circuits.circuits.behaviours.describe import (
 )
 from sparse_circuits.circuits.behaviours.site import PLOTLY_JS, cluster_folder, write_site
 from sparse_circuits.circuits.data.corpus import read_documents
-from sparse_circuits.circuits.discovery.graph import save_circuit
-from sparse_circuits.circuits.export import export
+from sparse_circuits.circuits.discovery.discover import CircuitFiles
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.distributed import rank_and_world
+from sparse_circuits.errors import ConfigError
 from sparse_circuits.files import atomic_path, write_text_atomic
 
 __all__ = ["BehavioursConfig", "BehavioursRun", "run_behaviours", "shard_clusters"]
@@ -64,11 +64,16 @@ RESULT = "result.json"
 
 @dataclass
 class BehavioursConfig:
+    """Every stage's settings (``run_behaviours``)."""
+
     contexts: ContextConfig = field(default_factory=ContextConfig)
+    """Which contexts of the corpus are kept."""
     describe: Description = "attribution"
-    """How contexts are described for clustering (``--describe``)."""
+    """How contexts are described for clustering (``describe_contexts``)."""
     clustering: ClusterConfig = field(default_factory=ClusterConfig)
+    """How the context vectors are clustered."""
     circuits: ClusterCircuitConfig = field(default_factory=ClusterCircuitConfig)
+    """How each cluster's circuit is found, scored and shown."""
     corpus: str = "embedded"
     """``embedded``, a ``.txt`` or a ``.jsonl`` file (``read_documents``)."""
     describe_batch_size: int = 16
@@ -80,9 +85,16 @@ class BehavioursConfig:
 
     def __post_init__(self) -> None:
         if self.describe not in DESCRIPTIONS:
-            raise ValueError(f"--describe must be one of {', '.join(DESCRIPTIONS)}")
-        if self.describe_batch_size < 1 or self.label_windows < 0 or self.poll_seconds <= 0:
-            raise ValueError("describe_batch_size >= 1, label_windows >= 0, poll_seconds > 0")
+            choices = ", ".join(DESCRIPTIONS)
+            raise ConfigError(f"describe must be one of {choices}, got {self.describe!r}")
+        if self.describe_batch_size < 1:
+            raise ConfigError(
+                f"describe_batch_size must be at least 1, got {self.describe_batch_size}"
+            )
+        if self.label_windows < 0:
+            raise ConfigError(f"label_windows must be >= 0, got {self.label_windows}")
+        if not self.poll_seconds > 0:
+            raise ConfigError(f"poll_seconds must be positive, got {self.poll_seconds}")
 
 
 @dataclass
@@ -161,7 +173,7 @@ def _clustering_stage(vectors, out: Path, config: BehavioursConfig) -> None:
     clustering = cluster_vectors(vectors, config.clustering)
     document = {
         "describe": config.describe,
-        "method": clustering.method,
+        "algorithm": clustering.algorithm,
         "n_clusters": clustering.n_clusters,
         "sweep": clustering.sweep,
         "labels": clustering.labels.tolist(),
@@ -206,15 +218,12 @@ def _circuit_stage(
             model, adapter, dictionaries, contexts, members, config.circuits,
             cluster=cluster, label_windows_NT=windows_NT, settings=settings,
         )  # fmt: skip
-        save_circuit(result.graph, folder / "circuit.json")
-        title = f"cluster {cluster}: {result.summary}"
-        export(
-            result.graph,
-            folder / "circuit.html",
-            "html",
-            title=title,
-            plotly_js=f"../../{PLOTLY_JS}",
-        )
+        files = CircuitFiles(folder / "circuit.json", html=folder / "circuit.html")
+        figure = {
+            "title": f"cluster {cluster}: {result.summary}",
+            "plotly_js": f"../../{PLOTLY_JS}",
+        }
+        files.write(result.graph, options={"html": figure})
         record = cluster_record(model.tokenizer, contexts, cluster, members, result)
         record["seconds"] = time.perf_counter() - started
         write_text_atomic(folder / RESULT, json.dumps(record, ensure_ascii=False, indent=1))
@@ -279,8 +288,8 @@ def run_behaviours(
             "places": ", ".join(settings["places"]),
             "contexts": len(contexts),
             "describe": config.describe,
-            "clustering": f"{clustering['method']}, {n_clusters} clusters",
-            "method": config.circuits.method,
+            "clustering": f"{clustering['algorithm']}, {n_clusters} clusters",
+            "method": config.circuits.discover.attribution.method,
         }
         index = write_site(out, records, run=run)
         lap("site")

@@ -110,15 +110,34 @@ OPTIONAL = ("patch_prefix", "patch_answer")
 
 def read_prompts(path: str | Path) -> list[Example]:
     """Read a JSONL prompt set; every problem names the file and line."""
-    examples = []
+    examples, wheres = [], []
     for where, record in jsonl_records(path, PromptError, what="prompt file"):
         missing = [field for field in REQUIRED if not isinstance(record.get(field), str)]
         if missing:
             raise PromptError(f"{where}: missing or non-string field(s) {missing}")
         examples.append(Example(**{k: record[k] for k in REQUIRED + OPTIONAL if k in record}))
+        wheres.append(where)
     if not examples:
         raise PromptError(f"{path}: no examples")
+    _check_patch_fields(examples, wheres)
     return examples
+
+
+def _check_patch_fields(examples: list[Example], wheres: list[str]) -> None:
+    """Each patch field is in every example or in none; else one error naming the first
+    example (``wheres[i]``, ``file:line``) whose patch fields differ from the first one's."""
+    first = _patch_fields(examples[0])
+    for where, example in zip(wheres, examples, strict=True):
+        if (fields := _patch_fields(example)) != first:
+            raise PromptError(
+                f"{where}: patch fields {fields}, but {wheres[0]} has {first}; "
+                "either every example has patch fields or none does"
+            )
+
+
+def _patch_fields(example: Example) -> list[str]:
+    """The optional patch fields an example has."""
+    return [field for field in OPTIONAL if getattr(example, field) is not None]
 
 
 def _single_token(tokenizer: Any, text: str, where: str) -> int:
@@ -143,11 +162,10 @@ def tokenize_prompts(
     same_length: bool = False,
 ) -> list[PromptBatch]:
     """One ``PromptBatch`` per (clean, patch) token length. ``same_length`` (aggregation
-    ``none``) requires every clean and patch prefix to have one token length."""
-    has_patch = {e.patch_prefix is not None for e in examples}
-    has_answer = {e.patch_answer is not None for e in examples}
-    if len(has_patch) > 1 or len(has_answer) > 1:
-        raise PromptError(f"{source}: either every example has patch fields or none does")
+    ``none``) requires every clean and patch prefix to have one token length. Errors name an
+    example ``source:N``, ``N`` counting the examples from 1."""
+    if examples:
+        _check_patch_fields(examples, [f"{source}:{i + 1}" for i in range(len(examples))])
     groups: dict[tuple[int, int | None], list] = defaultdict(list)
     for index, example in enumerate(examples):
         where = f"{source}:{index + 1}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from tqdm.auto import tqdm
@@ -33,14 +33,17 @@ from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import Aggregation, NodeEffects
 from sparse_circuits.circuits.model.runner import BatchCache, PlaceValues, Runner
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
 
-__all__ = ["AttributionConfig", "NodeEffects", "node_effects"]
+__all__ = ["METHODS", "AttributionConfig", "NodeEffects", "node_effects"]
 
 Method = Literal["attrib", "ig", "exact"]
 
 
 @dataclass
 class AttributionConfig:
+    """How ``node_effects`` scores nodes."""
+
     method: Method = "attrib"
     """How node effects are computed: first-order (attrib), integrated gradients (ig) or by
     patching each node (exact, slow: the ground truth)."""
@@ -54,12 +57,14 @@ class AttributionConfig:
     """``exact``: forward rows (nodes x examples) per pass."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("attrib", "ig", "exact"):
-            raise ValueError(f"--method must be attrib, ig or exact, got {self.method!r}")
-        if self.aggregation not in ("sum", "none"):
-            raise ValueError(f"--aggregation must be sum or none, got {self.aggregation!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch-size must be at least 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.aggregation not in get_args(Aggregation):
+            choices = " or ".join(get_args(Aggregation))
+            raise ConfigError(f"aggregation must be {choices}, got {self.aggregation!r}")
+        for name in ("steps", "batch_size", "exact_rows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 def _reduce(effect_BT: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
@@ -89,7 +94,7 @@ def _attrib_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> 
             (v.delta_error * grad_e).sum(-1),
         )
         # a spliced place writes decode(f) + error: the error's gradient is the output's
-        totals[place] = grad_e.detach().float().cpu()
+        totals[place] = grad_e.detach()
     return BatchEffects(effects, totals)
 
 
@@ -183,6 +188,7 @@ def _exact_batch(runner: Runner, batch: PromptBatch, clean, values, config) -> B
 
 
 METHODS = {"attrib": _attrib_batch, "ig": _ig_batch, "exact": _exact_batch}
+"""Method name -> the function scoring one batch's nodes (``AttributionConfig.method``)."""
 
 
 def node_effects(
@@ -212,7 +218,12 @@ def node_effects(
         result = METHODS[config.method](runner, batch, clean, values, config)
         if cache is not None:
             stored = {place: v.stored() for place, v in values.items()}
-            cache.append(BatchCache(stored, result.totals))
+            totals = (
+                None
+                if result.totals is None
+                else {p: t.float().cpu() for p, t in result.totals.items()}
+            )
+            cache.append(BatchCache(stored, totals))
         for place, (effect_f, effect_e) in result.effects.items():
             f_sum = _reduce(effect_f.detach().float().cpu(), config.aggregation)
             e_sum = _reduce(effect_e.detach().float().cpu(), config.aggregation)

@@ -6,12 +6,14 @@
 4. Edge effects between selected nodes (direct paths), kept if |weight| >= edge threshold.
 5. Build the graph with its settings and provenance; optionally label feature nodes with
    their top activating contexts over a corpus.
+6. ``discover_and_write``: steps 1-5 from a prompt file, then write the circuit JSON and the
+   exports asked for (the ``discover`` and ``demo`` commands).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +22,30 @@ import networkx as nx
 from sparse_circuits.circuits.data.prompts import PromptBatch, read_prompts, tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.edges import edge_effects
-from sparse_circuits.circuits.discovery.graph import build_circuit
+from sparse_circuits.circuits.discovery.graph import build_circuit, save_circuit
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
 from sparse_circuits.circuits.model.runner import BatchCache
 from sparse_circuits.dictionaries import Dictionary
+from sparse_circuits.errors import ConfigError
+from sparse_circuits.files import require_folder
 
-__all__ = ["DiscoverConfig", "discover_circuit", "load_prompt_batches"]
+__all__ = [
+    "CircuitFiles",
+    "DiscoverConfig",
+    "WrittenCircuit",
+    "discover_and_write",
+    "discover_circuit",
+    "load_prompt_batches",
+]
 
 
 @dataclass
 class DiscoverConfig:
+    """How ``discover_circuit`` scores, selects and labels nodes and edges."""
+
     attribution: AttributionConfig
+    """How node effects are computed (edges use its aggregation and batch size)."""
     node_threshold: float | None = 0.1
     """Keep nodes with |effect| at least this (in units of the metric)."""
     top_k: int | None = None
@@ -41,16 +55,21 @@ class DiscoverConfig:
     label_tokens: int = 0
     """Corpus tokens scanned for top activating contexts of each feature node (0: none)."""
     label_corpus: str = "embedded"
+    """Corpus the labels come from (``circuits.data.corpus.read_documents``)."""
 
     def __post_init__(self) -> None:
         if self.top_k is not None:
+            if self.top_k < 1:
+                raise ConfigError(f"top_k must be at least 1, got {self.top_k}")
             self.node_threshold = None
         elif self.node_threshold is None:
-            raise ValueError("select nodes with --node-threshold or --top-k")
+            raise ConfigError("select nodes with node_threshold or top_k")
         if self.node_threshold is not None and self.node_threshold < 0:
-            raise ValueError(f"--node-threshold must be >= 0, got {self.node_threshold}")
+            raise ConfigError(f"node_threshold must be >= 0, got {self.node_threshold}")
         if self.edge_threshold < 0:
-            raise ValueError(f"--edge-threshold must be >= 0, got {self.edge_threshold}")
+            raise ConfigError(f"edge_threshold must be >= 0, got {self.edge_threshold}")
+        if self.label_tokens < 0:
+            raise ConfigError(f"label_tokens must be >= 0, got {self.label_tokens}")
 
 
 def load_prompt_batches(
@@ -129,3 +148,80 @@ def _labels(model, adapter, dictionaries, selection, config, progress):
         model, adapter, dictionaries, nodes,
         tokens=config.label_tokens, corpus=config.label_corpus, progress=progress,
     )  # fmt: skip
+
+
+@dataclass
+class CircuitFiles:
+    """Where ``discover_and_write`` writes a circuit: its JSON and, under the name of their
+    format (``circuits.export.FORMATS``), the exports asked for. Every folder must exist
+    already, so that a typo fails before the slow part."""
+
+    circuit: Path
+    """The circuit JSON (``graph.save_circuit``)."""
+    html: Path | None = None
+    """Also the interactive figure (``export(..., "html")``)."""
+    graphml: Path | None = None
+    """Also GraphML (``export(..., "graphml")``)."""
+
+    def __post_init__(self) -> None:
+        for name, path in self.paths().items():
+            setattr(self, name, require_folder(path))
+
+    def paths(self) -> dict[str, Path]:
+        """``circuit``, ``html``, ``graphml`` -> path, for those asked for."""
+        named = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: path for name, path in named.items() if path is not None}
+
+    def write(
+        self, graph: nx.DiGraph, *, options: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Path]:
+        """Write ``graph`` to every file asked for; the paths written, by name. ``options``
+        holds, by format name, keyword options of its writer (``{"html": {"title": ...}}``)."""
+        from sparse_circuits.circuits.export import export
+
+        options = options or {}
+        return {
+            name: save_circuit(graph, path)
+            if name == "circuit"
+            else export(graph, path, name, **options.get(name, {}))
+            for name, path in self.paths().items()
+        }
+
+
+@dataclass
+class WrittenCircuit:
+    """What ``discover_and_write`` found and wrote."""
+
+    graph: nx.DiGraph
+    """The circuit (see ``circuits.discovery.graph`` for its meaning)."""
+    effects: NodeEffects
+    """The node effects its nodes were selected from."""
+    paths: dict[str, Path]
+    """``circuit`` (and ``html``, ``graphml`` when asked for) -> the file written."""
+
+
+def discover_and_write(
+    model: Any,
+    adapter: Any,
+    dictionaries: Mapping[str, Dictionary],
+    prompts: str | Path,
+    config: DiscoverConfig,
+    files: CircuitFiles,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    examples: int = 0,
+    progress: bool = True,
+) -> WrittenCircuit:
+    """The circuit of the prompt file ``prompts``, written to ``files``. ``examples`` keeps the
+    first that many prompts of each batch of equal-length prompts (0: all); ``settings`` (the
+    model's and the dictionaries' names) are recorded with the circuit, beside ``prompts``."""
+    batches = load_prompt_batches(
+        model.tokenizer, prompts, aggregation=config.attribution.aggregation
+    )
+    if examples:
+        batches = [batch.split(examples)[0] for batch in batches]
+    recorded = {**(settings or {}), "prompts": str(prompts)}
+    graph, effects = discover_circuit(
+        model, adapter, dictionaries, batches, config, settings=recorded, progress=progress
+    )
+    return WrittenCircuit(graph, effects, files.write(graph))

@@ -1,23 +1,28 @@
 """Evaluate a saved circuit on a prompt set: the ``evaluate`` command's pipeline.
 
-1. Load the circuit; its settings name the model, the dictionaries, the places, the method
-   and the aggregation it was discovered with (each can be overridden).
+1. Load the circuit; its settings name the model, the dictionaries, the places, the metric,
+   the method and the aggregation it was discovered with (model and dictionaries can be
+   overridden). The metric is rebuilt from its recorded name (``metrics.METRICS``).
 2. Turn its nodes back into selection masks and score faithfulness and completeness on the
-   prompts by ablation (``circuits.faithfulness``).
+   prompts by ablation (``circuits.faithfulness``), with that metric.
 3. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
    sweep log-spaced node thresholds, score each on the given prompts and plot the curve.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import load_prompt_batches
 from sparse_circuits.circuits.discovery.faithfulness import (
+    Ablation,
+    ErrorNodes,
     faithfulness_curve,
     plot_curve,
     score_selection,
@@ -27,11 +32,12 @@ from sparse_circuits.circuits.discovery.graph import (
     load_circuit,
     selection_from_circuit,
 )
+from sparse_circuits.circuits.discovery.metrics import METRICS, Metric
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.files import require_folder
 
-__all__ = ["evaluate_circuit_file", "curve_thresholds"]
+__all__ = ["evaluate_circuit_file", "curve_thresholds", "recorded_metric"]
 
 
 def curve_thresholds(effects, n: int = 12) -> list[float]:
@@ -46,6 +52,28 @@ def curve_thresholds(effects, n: int = 12) -> list[float]:
     return [float(t) for t in np.geomspace(high, max(low, high * 1e-4), n)]
 
 
+def recorded_metric(circuit: str | Path, settings: dict[str, Any]) -> Metric:
+    """The metric a circuit was discovered with, rebuilt from the name in its settings."""
+    name = settings.get("metric")
+    if name is None:
+        raise CircuitFileError(f"{circuit}: its settings name no metric")
+    if name not in METRICS:
+        raise CircuitFileError(
+            f"{circuit}: cannot rebuild its metric {name!r} from the name "
+            f"(metrics rebuilt from their names: {', '.join(METRICS)})"
+        )
+    return METRICS[name]()
+
+
+def _recorded_attribution(circuit: str | Path, settings: dict[str, Any]) -> AttributionConfig:
+    """The attribution settings a circuit was discovered with (defaults for those missing)."""
+    recorded = {f.name: settings[f.name] for f in fields(AttributionConfig) if f.name in settings}
+    try:
+        return AttributionConfig(**recorded)
+    except ValueError as error:
+        raise CircuitFileError(f"{circuit}: {error}") from None
+
+
 def evaluate_circuit_file(
     circuit: str | Path,
     prompts: str | Path,
@@ -53,28 +81,34 @@ def evaluate_circuit_file(
     model: str | None = None,
     dictionaries: str | Path | None = None,
     device: str = "cpu",
-    ablation: str = "mean",
-    errors: str = "ablate",
+    dtype: torch.dtype | str = torch.float32,
+    ablation: Ablation = "mean",
+    errors: ErrorNodes = "ablate",
     curve: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Faithfulness and completeness of the circuit file ``circuit`` on the prompt file
+    ``prompts``, with the metric, places and attribution settings it was discovered with;
+    with ``curve``, also the threshold sweep, plotted there (HTML)."""
     graph = load_circuit(circuit)
     settings = graph.graph["settings"]
     model_name = model or settings.get("model")
     folder = dictionaries or settings.get("dictionaries")
     if model_name is None or folder is None:
         raise CircuitFileError(f"{circuit}: settings name no model or dictionaries; pass them")
+    metric = recorded_metric(circuit, settings)
+    attribution = _recorded_attribution(circuit, settings)
+    aggregation = attribution.aggregation
     if curve is not None:
         require_folder(curve)  # fail before the slow part
-    lm, adapter = load_model(model_name, device=device)
+    lm, adapter = load_model(model_name, device=device, dtype=dtype)
     dicts = load_dictionary_set(folder, settings.get("places"), device=device)
-    aggregation = settings.get("aggregation", "sum")
     batches = load_prompt_batches(lm.tokenizer, prompts, aggregation=aggregation)
     shapes = {
         place: (d.d_sae,) if aggregation == "sum" else (batches[0].length, d.d_sae)
         for place, d in dicts.items()
     }
     selection = selection_from_circuit(graph, shapes)
-    options = {"ablation": ablation, "errors": errors}
+    options = {"metric": metric, "ablation": ablation, "errors": errors}
     (score,) = score_selection(lm, adapter, dicts, batches, [selection], **options)
     result: dict[str, Any] = {
         "faithfulness": score.faithfulness,
@@ -92,12 +126,7 @@ def evaluate_circuit_file(
         discovery = load_prompt_batches(
             lm.tokenizer, settings.get("prompts", prompts), aggregation=aggregation
         )
-        attribution = AttributionConfig(
-            method=settings.get("method", "attrib"),
-            steps=settings.get("steps", 10),
-            aggregation=aggregation,
-        )
-        effects = node_effects(lm, adapter, dicts, discovery, config=attribution)
+        effects = node_effects(lm, adapter, dicts, discovery, metric=metric, config=attribution)
         points = faithfulness_curve(
             lm, adapter, dicts, batches, effects, curve_thresholds(effects), **options
         )

@@ -3,11 +3,13 @@
 A metric is called inside the trace, after splicing, as ``metric(model, adapter, batch)``, so it
 may read the logits (``model.output.logits``) or any place (a probe on ``resid.L``). Any
 callable of that form works; ``last_position_only`` lets the forward skip the unembedding of
-every other position.
+every other position. A metric's ``repr`` is its name in a circuit's settings; ``METRICS``
+rebuilds those that need nothing but their name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -15,7 +17,7 @@ import torch
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 
-__all__ = ["Metric", "LogitDiff", "ProbeLogit", "AnswerLogProb"]
+__all__ = ["METRICS", "Metric", "LogitDiff", "ProbeLogit", "AnswerLogProb"]
 
 
 class Metric(Protocol):
@@ -27,6 +29,7 @@ class LogitDiff:
     """``logit(clean answer) - logit(patch answer)`` at the last position (Marks et al. 2024);
     the clean answer's logit alone when the prompt set has no patch answers."""
 
+    name = "logit_diff"
     last_position_only = True
 
     def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
@@ -38,7 +41,7 @@ class LogitDiff:
         return value
 
     def __repr__(self) -> str:
-        return "logit_diff"
+        return self.name
 
 
 class AnswerLogProb:
@@ -46,6 +49,7 @@ class AnswerLogProb:
     prompt's own next token. The metric of the unsupervised pipeline's circuits (Marks et al.
     2024, section 5), there with a zero baseline (prompts without patch fields)."""
 
+    name = "answer_log_prob"
     last_position_only = True
 
     def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
@@ -54,7 +58,7 @@ class AnswerLogProb:
         return log_probs_BV[rows, batch.clean_answer]
 
     def __repr__(self) -> str:
-        return "answer_log_prob"
+        return self.name
 
 
 class ProbeLogit:
@@ -79,3 +83,11 @@ class ProbeLogit:
 
     def __repr__(self) -> str:
         return f"probe@{self.place}"
+
+
+METRICS: dict[str, Callable[[], Metric]] = {
+    LogitDiff.name: LogitDiff,
+    AnswerLogProb.name: AnswerLogProb,
+}
+"""Metric name (its ``repr``) -> class, for the metrics a circuit file's name rebuilds (those
+without parameters; a probe's needs its weights)."""

@@ -19,6 +19,7 @@ import nnsight
 import torch
 
 from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
+from sparse_circuits.errors import ConfigError
 
 __all__ = [
     "ActivationConfig",
@@ -45,10 +46,14 @@ class ActivationConfig:
     outlier_factor: float | None = 10.0
     """Tokens whose activation norm exceeds this many times the batch median are left out."""
     seed: int = 0
+    """Seeds the order of the contexts and the buffer's shuffle."""
 
     def __post_init__(self) -> None:
-        if self.model_batch < 1 or self.buffer_tokens < 1 or self.exclude_first < 0:
-            raise ValueError("model_batch and buffer_tokens must be positive, exclude_first >= 0")
+        for name in ("model_batch", "buffer_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.exclude_first < 0:
+            raise ConfigError(f"exclude_first must be >= 0, got {self.exclude_first}")
 
 
 def uses_bos(tokenizer: Any) -> bool:

@@ -28,6 +28,7 @@ from sparse_circuits.circuits.model.adapters import model_device
 from sparse_circuits.dictionaries import Dictionary
 from sparse_circuits.dictionaries.training import DictionaryTrainer, TrainConfig, train_dictionaries
 from sparse_circuits.distributed import init_distributed
+from sparse_circuits.errors import ConfigError
 
 __all__ = ["CorpusSplit", "corpus_contexts", "train_on_model"]
 
@@ -94,7 +95,7 @@ def train_on_model(
     saved and returned. Returns place -> dictionary."""
     places = [places] if isinstance(places, str) else list(places)
     if len(places) > 1 and (transcoder_out or resume):
-        raise ValueError("several places at once train SAEs only, without --resume")
+        raise ConfigError("several places at once train SAEs only: no transcoder_out, no resume")
     device = model_device(model)
     rank, world = init_distributed(str(device))
     split = corpus_contexts(model.tokenizer, corpus, context_length=context_length)

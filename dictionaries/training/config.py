@@ -6,13 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sparse_circuits.errors import ConfigError
+
 __all__ = ["TrainConfig", "TrainConfigError"]
 
 Arch = Literal["relu", "gated", "topk", "batchtopk", "jumprelu"]
 
 
-class TrainConfigError(ValueError):
-    """Settings that cannot train; the message names the argument."""
+class TrainConfigError(ConfigError):
+    """Settings that cannot train; the message names the fields."""
 
 
 @dataclass
@@ -67,18 +69,15 @@ class TrainConfig:
             if not condition:
                 raise TrainConfigError(message)
 
-        need(self.d_sae > 0, f"--dict-size must be positive, got {self.d_sae}")
-        need(self.steps > 0, f"training needs at least one step, got {self.steps}")
-        need(self.batch_size > 0, f"--batch-size must be positive, got {self.batch_size}")
+        need(self.d_sae > 0, f"d_sae must be positive, got {self.d_sae}")
+        need(self.steps > 0, f"training needs at least one step, got steps {self.steps}")
+        need(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         if self.arch in ("topk", "batchtopk"):
-            need(self.k is not None, f"--arch {self.arch} needs --k")
-            need(
-                0 < self.k <= self.d_sae,
-                f"--k {self.k} must be between 1 and --dict-size {self.d_sae}",
-            )
+            need(self.k is not None, f"arch {self.arch} needs k")
+            need(0 < self.k <= self.d_sae, f"k {self.k} must be between 1 and d_sae {self.d_sae}")
         need(
             self.dead_after_tokens is None or self.dead_after_tokens > 0,
-            f"--dead-after-tokens must be positive, got {self.dead_after_tokens}",
+            f"dead_after_tokens must be positive, got {self.dead_after_tokens}",
         )
         need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
         need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")

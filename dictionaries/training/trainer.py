@@ -179,7 +179,7 @@ class DictionaryTrainer:
         self.rank, self.world = rank_and_world()
         if config.batch_size % self.world:
             raise TrainConfigError(
-                f"--batch-size {config.batch_size} must divide by {self.world} ranks"
+                f"batch_size {config.batch_size} must divide by {self.world} ranks"
             )
         meta = {"place": place, "writes": writes, "skip": skip, "model": model}
         self.out_dir = Path(out_dir) if out_dir is not None else None
