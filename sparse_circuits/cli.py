@@ -78,7 +78,7 @@ class Options:
         library = library_default(owner, name)
         default = kwargs.pop("default", library)
         shown = library if default is None else default
-        if shown is not None and shown is not False:
+        if shown is not None and shown is not False and shown != ():
             help = f"{help} (default: {shown})"
         container = self.parser if into is None else into
         container.add_argument(flag, dest=name, default=default, help=help, **kwargs)
@@ -115,6 +115,14 @@ def config_from_args(config: type, args: argparse.Namespace, **overrides: Any) -
 def comma_list(text: str) -> list[str]:
     """``"resid.1,resid.2"`` -> ``["resid.1", "resid.2"]``."""
     return text.split(",")
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+    """``"7,10"`` -> ``(7, 10)``; anything else is argparse's error naming the flag."""
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N1,N2,..., got {text!r}") from None
 
 
 def parse_feature_spec(spec: str, *, form: str, source: str | Path) -> tuple[str, int]:
@@ -154,6 +162,24 @@ def load_model_from(args: argparse.Namespace):
     from sparse_circuits.circuits.model.loading import load_model
 
     return load_model(args.model, device=args.device, precision=args.precision)
+
+
+def dictionary_set_options(options: Options) -> None:
+    """``--dictionaries`` and ``--places``: a dictionary set, and which of its places to use."""
+    options.add(
+        "--dictionaries", required=True, type=Path,
+        help="dictionary set: a folder with one subfolder per place",
+    )  # fmt: skip
+    options.add(
+        "--places", type=comma_list, help="comma-separated places (default: every one in the set)"
+    )
+
+
+def load_dictionary_set_from(args: argparse.Namespace):
+    """The dictionaries the options ``--dictionaries``, ``--places`` and ``--device`` name."""
+    from sparse_circuits.dictionaries.sets import load_dictionary_set
+
+    return load_dictionary_set(args.dictionaries, args.places, device=args.device)
 
 
 # --------------------------------------------------------------------------- commands
@@ -361,10 +387,13 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
     return 0
 
 
-def discovery_options(options: Options, *, attribution: type, selection: type) -> None:
-    """The options ``discover`` and ``demo`` share: ``--method`` and ``--batch-size``, set in
-    the config ``attribution``; ``--node-threshold``, ``--edge-threshold`` and
-    ``--label-tokens``, set in the config ``selection``."""
+def discovery_options(
+    options: Options, *, attribution: type, selection: type, label_tokens: bool = True
+) -> None:
+    """The options ``discover``, ``demo`` and ``behaviours`` share: ``--method`` and
+    ``--batch-size``, set in the config ``attribution``; ``--node-threshold``,
+    ``--edge-threshold`` and (with ``label_tokens``) ``--label-tokens``, set in the config
+    ``selection``."""
     from sparse_circuits.circuits.discovery.attribution import METHODS
 
     options.setting(
@@ -378,10 +407,11 @@ def discovery_options(options: Options, *, attribution: type, selection: type) -
     options.setting(
         selection, "edge_threshold", type=float, help="keep edges with |weight| at least this"
     )
-    options.setting(
-        selection, "label_tokens", type=int,
-        help="corpus tokens scanned for feature labels, 0 for none",
-    )  # fmt: skip
+    if label_tokens:
+        options.setting(
+            selection, "label_tokens", type=int,
+            help="corpus tokens scanned for feature labels, 0 for none",
+        )  # fmt: skip
 
 
 def discover_options(options: Options) -> None:
@@ -390,13 +420,7 @@ def discover_options(options: Options) -> None:
     from sparse_circuits.circuits.discovery.nodes import Aggregation
 
     model_options(options)
-    options.add(
-        "--dictionaries", required=True, type=Path,
-        help="dictionary set: a folder with one subfolder per place",
-    )  # fmt: skip
-    options.add(
-        "--places", type=comma_list, help="comma-separated places (default: every one in the set)"
-    )
+    dictionary_set_options(options)
     options.add("--prompts", required=True, type=Path, help="JSONL prompt set")
     discovery_options(options, attribution=AttributionConfig, selection=DiscoverConfig)
     options.setting(AttributionConfig, "steps", type=int, help="integration steps (ig)")
@@ -420,13 +444,12 @@ def cmd_discover(args: argparse.Namespace) -> int:
         DiscoverConfig,
         discover_and_write,
     )
-    from sparse_circuits.dictionaries.sets import load_dictionary_set
 
     files = config_from_args(CircuitFiles, args)  # a missing folder fails before the slow part
     attribution = config_from_args(AttributionConfig, args)
     config = config_from_args(DiscoverConfig, args, attribution=attribution)
     read_prompts(args.prompts)  # a malformed file fails before anything slow
-    dictionaries = load_dictionary_set(args.dictionaries, args.places, device=args.device)
+    dictionaries = load_dictionary_set_from(args)
     model, adapter = load_model_from(args)
     settings = {"model": args.model, "dictionaries": str(args.dictionaries)}
     written = discover_and_write(
@@ -778,6 +801,119 @@ def cmd_convert(args: argparse.Namespace) -> int:
     except FormatCannotHold as error:
         raise ValueError(f"{args.dict}: --to {args.to}: {error}") from None
     print(json.dumps({"out": str(out), "format": args.to}))
+    return 0
+
+
+def behaviours_options(options: Options) -> None:
+    from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
+    from sparse_circuits.circuits.behaviours.clustering import ClusterConfig, ClusterMethod
+    from sparse_circuits.circuits.behaviours.contexts import ContextConfig
+    from sparse_circuits.circuits.behaviours.describe import DESCRIPTIONS
+    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import DiscoverConfig
+
+    model_options(options)
+    dictionary_set_options(options)
+    options.setting(BehavioursConfig, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(
+        ContextConfig, "corpus_tokens", type=int, help="read at most this many corpus tokens"
+    )
+    options.setting(
+        ContextConfig, "n_contexts", flag="--contexts", type=int, help="low-loss contexts to find"
+    )
+    options.setting(
+        ContextConfig, "max_loss", type=float,
+        help="keep a context when the model's loss on its answer is below this (nats)",
+    )  # fmt: skip
+    options.setting(
+        ContextConfig, "prefix_length", type=int, help="tokens of every prefix, BOS included"
+    )
+    options.setting(
+        BehavioursConfig, "describe", choices=DESCRIPTIONS,
+        help="a context's vector at its last position: activation x gradient of the answer's "
+        "log-probability, feature activations, or gradients of each place",
+    )  # fmt: skip
+    options.setting(
+        ClusterConfig, "clusters", type=int_tuple,
+        help="cluster count K, or K1,K2,... of which the best silhouette is kept "
+        "(default: a sweep, mean cluster sizes 80, 40, 20 and 10)",
+    )  # fmt: skip
+    options.setting(
+        ClusterConfig, "algorithm", flag="--cluster-method", choices=get_args(ClusterMethod),
+        help="spectral clustering on the angular affinity, k-means, or auto: spectral up to "
+        f"{library_default(ClusterConfig, 'spectral_max')} contexts",
+    )  # fmt: skip
+    discovery_options(
+        options, attribution=AttributionConfig, selection=DiscoverConfig, label_tokens=False
+    )
+    options.setting(AttributionConfig, "steps", type=int, help="integration steps (ig)")
+    options.setting(
+        ClusterCircuitConfig, "examples", type=int,
+        help="contexts a cluster's circuit is found on, at most",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "held_out", type=float,
+        help="share of a cluster's contexts kept back to score faithfulness on",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "top_features", type=int,
+        help="features listed with their top activating contexts on a cluster's page",
+    )  # fmt: skip
+    options.setting(
+        ClusterCircuitConfig, "seed", type=int,
+        help="seed of the contexts' order, the clustering and the held-out splits",
+    )  # fmt: skip
+    options.add(
+        "--out", required=True, type=Path,
+        help="output folder: the site, index.html, clusters.jsonl; a rerun finishes it",
+    )  # fmt: skip
+
+
+def behaviours_config(args: argparse.Namespace):
+    """The ``BehavioursConfig`` of the options given (``--seed`` seeds every stage,
+    ``--batch-size`` describes contexts too)."""
+    from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
+    from sparse_circuits.circuits.behaviours.clustering import ClusterConfig
+    from sparse_circuits.circuits.behaviours.contexts import ContextConfig
+    from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig
+    from sparse_circuits.circuits.discovery.attribution import AttributionConfig
+    from sparse_circuits.circuits.discovery.discover import DiscoverConfig
+
+    attribution = config_from_args(AttributionConfig, args)
+    discover = config_from_args(DiscoverConfig, args, attribution=attribution)
+    return config_from_args(
+        BehavioursConfig,
+        args,
+        contexts=config_from_args(ContextConfig, args),
+        clustering=config_from_args(ClusterConfig, args),
+        circuits=config_from_args(ClusterCircuitConfig, args, discover=discover),
+        describe_batch_size=attribution.batch_size,
+    )
+
+
+@command("cluster a corpus's contexts into behaviours, a circuit each, a site", behaviours_options)
+def cmd_behaviours(args: argparse.Namespace) -> int:
+    """The unsupervised pipeline: corpus -> contexts -> clusters -> a circuit each -> a site."""
+    from sparse_circuits.circuits.behaviours.pipeline import run_behaviours
+    from sparse_circuits.distributed import init_distributed
+
+    config = behaviours_config(args)  # bad options fail before the slow part
+    init_distributed(args.device)  # under torchrun: before the model, so each rank has its GPU
+    dictionaries = load_dictionary_set_from(args)
+    model, adapter = load_model_from(args)
+    settings = {"model": args.model, "dictionaries": str(args.dictionaries), "corpus": args.corpus}
+    run = run_behaviours(model, adapter, dictionaries, args.out, config, settings=settings)
+    summary = {
+        "out": str(run.out),
+        "index": None if run.index is None else str(run.index),
+        "contexts": run.n_contexts,
+        "clusters": run.n_clusters,
+        "computed": len(run.computed),
+        "skipped": len(run.skipped),
+        "seconds": run.seconds,
+    }
+    print(json.dumps(summary))
     return 0
 
 

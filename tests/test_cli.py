@@ -10,6 +10,11 @@ from typing import get_args
 import pytest
 import torch
 
+from sparse_circuits.circuits.behaviours.cluster_circuit import ClusterCircuitConfig
+from sparse_circuits.circuits.behaviours.clustering import ClusterConfig, ClusterMethod
+from sparse_circuits.circuits.behaviours.contexts import ContextConfig
+from sparse_circuits.circuits.behaviours.describe import DESCRIPTIONS
+from sparse_circuits.circuits.behaviours.pipeline import BehavioursConfig
 from sparse_circuits.circuits.data.agreement_sets import TEMPLATES, agreement_file
 from sparse_circuits.circuits.data.prompts import read_prompts
 from sparse_circuits.circuits.discovery.attribution import METHODS, AttributionConfig
@@ -29,6 +34,7 @@ from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.circuits.model.places import spaced_layers
 from sparse_circuits.cli import (
     COMMANDS,
+    behaviours_config,
     build_parser,
     config_from_args,
     main,
@@ -83,7 +89,17 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     listed = re.findall(r"^    (\S+)", out, flags=re.MULTILINE)  # one command a line
-    for name in ("info", "train", "eval-dict", "discover", "evaluate", "export", "convert"):
+    commands = (
+        "info",
+        "train",
+        "eval-dict",
+        "discover",
+        "evaluate",
+        "export",
+        "convert",
+        "behaviours",
+    )
+    for name in commands:
         assert name in listed
 
 
@@ -254,8 +270,12 @@ def test_every_option_of_every_command_has_help():
 def test_choices_come_from_the_registries():
     commands = sub_parsers(build_parser())
     assert option(commands["train"], "--arch").choices == list(OBJECTIVES)
-    for name in ("discover", "demo"):
+    for name in ("discover", "demo", "behaviours"):
         assert option(commands[name], "--method").choices == list(METHODS)
+    assert tuple(option(commands["behaviours"], "--describe").choices) == DESCRIPTIONS
+    assert DESCRIPTIONS == ("attribution", "activations", "gradients")
+    methods = option(commands["behaviours"], "--cluster-method").choices
+    assert tuple(methods) == get_args(ClusterMethod) == ("auto", "spectral", "kmeans")
     assert list(option(commands["export"], "--format").choices) == list(FORMATS)
     assert list(option(commands["convert"], "--to").choices) == list(TARGET_FORMATS)
     assert list(option(commands["evaluate"], "--ablation").choices) == list(get_args(Ablation))
@@ -287,6 +307,16 @@ def test_options_left_out_give_the_configs_defaults():
     demo = parser.parse_args(["demo"])
     assert config_from_args(DemoConfig, demo) == DemoConfig()
 
+    behaviours = parser.parse_args(["behaviours", "--dictionaries", "d", "--out", "o"])
+    assert behaviours_config(behaviours) == BehavioursConfig()
+    seeded = parser.parse_args(["behaviours", "--dictionaries", "d", "--seed", "3",
+                                "--batch-size", "4", "--clusters", "7,10", "--out", "o"])  # fmt: skip
+    config = behaviours_config(seeded)
+    seeds = (config.contexts.seed, config.clustering.seed, config.circuits.seed)
+    assert seeds == (3, 3, 3) and config.clustering.clusters == (7, 10)
+    assert config.describe_batch_size == config.circuits.discover.attribution.batch_size == 4
+    assert config.contexts.score_batch_size == ContextConfig().score_batch_size
+
     shift = parser.parse_args(["shift", "--dictionaries", "d", "--auto", "--out", "o"])
     assert config_from_args(ShiftConfig, shift) == ShiftConfig(place="resid.16")
 
@@ -314,6 +344,11 @@ def test_with_flags_rewrites_whole_setting_names_only():
         (lambda: DemoConfig(n_places=0), "n_places must be at least 1, got 0"),
         (lambda: ShiftConfig("resid.1", attribution_share=2.0),
          "attribution_share must be in (0, 1], not 2.0"),
+        (lambda: ContextConfig(n_contexts=0), "n_contexts must be at least 1, got 0"),
+        (lambda: ClusterConfig(clusters=(4, 0)), "clusters must be at least 1, got [4, 0]"),
+        (lambda: ClusterCircuitConfig(held_out=1.0), "held_out must be in [0, 1), got 1.0"),
+        (lambda: BehavioursConfig(describe="words"),
+         "describe must be one of attribution, activations, gradients, got 'words'"),
     ],
 )  # fmt: skip
 def test_config_errors_name_their_fields(build, field_message):
@@ -336,6 +371,14 @@ def test_config_errors_name_their_fields(build, field_message):
         (["demo", "--n-places", "0", "--out", "{tmp}/demo"], "--n-places must be at least 1, got 0"),
         (["shift", "--dictionaries", "{tmp}", "--auto", "--attribution-share", "2",
           "--out", "{tmp}/o"], "--attribution-share must be in (0, 1], not 2.0"),
+        (["behaviours", "--dictionaries", "{tmp}", "--contexts", "0", "--out", "{tmp}/demo"],
+         "--contexts must be at least 1, got 0"),
+        (["behaviours", "--dictionaries", "{tmp}", "--clusters", "4,0", "--out", "{tmp}/demo"],
+         "--clusters must be at least 1, got [4, 0]"),
+        (["behaviours", "--dictionaries", "{tmp}", "--held-out", "1", "--out", "{tmp}/demo"],
+         "--held-out must be in [0, 1), got 1.0"),
+        (["behaviours", "--dictionaries", "{tmp}", "--steps", "0", "--out", "{tmp}/demo"],
+         "--steps must be at least 1, got 0"),
     ],
 )  # fmt: skip
 def test_config_errors_name_the_flags_on_the_command_line(capsys, tmp_path, argv, message):
@@ -345,6 +388,15 @@ def test_config_errors_name_the_flags_on_the_command_line(capsys, tmp_path, argv
     assert code == 2 and out == ""
     assert err == f"error: {message}\n"
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_malformed_cluster_list_is_an_error_naming_its_flag(capsys, tmp_path):
+    argv = ["behaviours", "--dictionaries", tmp_path, "--clusters", "4,x", "--out", tmp_path / "o"]
+    with pytest.raises(SystemExit, match="^2$"):
+        run(capsys, *argv)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith("argument --clusters: expected N or N1,N2,..., got '4,x'")
+    assert not (tmp_path / "o").exists()
 
 
 def test_feature_specs_have_one_parser():

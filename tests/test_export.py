@@ -21,6 +21,7 @@ from sparse_circuits.circuits.discovery.graph import (
 from sparse_circuits.circuits.discovery.labels import (
     feature_nodes,
     label_circuit,
+    marked_window,
     top_activating_contexts,
 )
 from sparse_circuits.circuits.discovery.nodes import select_nodes
@@ -329,6 +330,27 @@ def test_top_contexts_match_brute_force(setup, contexts):
                 assert len(hit["text"].split()) <= window
                 n_checked += 1
     assert n_checked > 100
+
+
+class PieceTokenizer:
+    """A tokenizer whose token ``i`` decodes to ``pieces[i]``, spaces and newlines included."""
+
+    def __init__(self, pieces: list[str]):
+        self.pieces = pieces
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.pieces[i] for i in ids)
+
+
+@pytest.mark.parametrize(
+    "last, marked",
+    [(" of", "18 «of»"), (" ", "18«␣»"), ("  ", "18«␣␣»"), ("\n", "18«↵»"), ("x\ny", "18«x↵y»")],
+)
+def test_marked_window_shows_which_token_it_marks(last, marked):
+    """A token of whitespace alone is marked itself (not an empty ``«»``)."""
+    tokenizer = PieceTokenizer(["18", last])
+    assert marked_window(tokenizer, [0, 1]) == marked
+    assert marked_window(tokenizer, [1]) == marked.removeprefix("18")
 
 
 def test_labels_land_on_nodes(labelled, tmp_path):

@@ -176,12 +176,18 @@ class CircuitFiles:
         named = {f.name: getattr(self, f.name) for f in fields(self)}
         return {name: path for name, path in named.items() if path is not None}
 
-    def write(self, graph: nx.DiGraph) -> dict[str, Path]:
-        """Write ``graph`` to every file asked for; the paths written, by name."""
+    def write(
+        self, graph: nx.DiGraph, *, options: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> dict[str, Path]:
+        """Write ``graph`` to every file asked for; the paths written, by name. ``options``
+        holds, by format name, keyword options of its writer (``{"html": {"title": ...}}``)."""
         from sparse_circuits.circuits.export import export
 
+        options = options or {}
         return {
-            name: save_circuit(graph, path) if name == "circuit" else export(graph, path, name)
+            name: save_circuit(graph, path)
+            if name == "circuit"
+            else export(graph, path, name, **options.get(name, {}))
             for name, path in self.paths().items()
         }
 

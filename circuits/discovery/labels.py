@@ -53,12 +53,15 @@ def feature_nodes(graph: nx.DiGraph) -> list[NodeKey]:
 
 
 def marked_window(tokenizer: Any, ids: list[int]) -> str:
-    """Decode ``ids``, the last token marked ``«token»`` (its leading space kept outside)."""
+    """Decode ``ids``, the last token marked ``«token»`` (its leading space kept outside; a
+    token of whitespace alone marked itself, spaces as ``␣``), newlines as ``↵``."""
     prefix = tokenizer.decode(ids[:-1]) if len(ids) > 1 else ""
     whole = tokenizer.decode(ids)
     last = whole[len(prefix) :] if whole.startswith(prefix) else tokenizer.decode(ids[-1:])
     token = last.lstrip()
     lead = last[: len(last) - len(token)]
+    if not token:  # "«»" would hide which token it was
+        token, lead = last.replace(" ", "␣"), ""
     return f"{prefix}{lead}«{token}»".replace("\n", "↵")
 
 

@@ -19,7 +19,7 @@ import torch
 from sparse_circuits.circuits.data.prompts import PromptBatch
 from sparse_circuits.circuits.model.adapters import ModelAdapter
 
-__all__ = ["METRICS", "Metric", "LogitDiff", "ProbeLogit"]
+__all__ = ["METRICS", "Metric", "LogitDiff", "ProbeLogit", "AnswerLogProb"]
 
 
 class Metric(Protocol):
@@ -41,6 +41,23 @@ class LogitDiff:
         if batch.patch_answer is not None:
             value = value - logits_BV[rows, batch.patch_answer]
         return value
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class AnswerLogProb:
+    """``log p(clean answer)`` at the last position: how well the model predicts each
+    prompt's own next token. The metric of the unsupervised pipeline's circuits (Marks et al.
+    2024, section 5), there with a zero baseline (prompts without patch fields)."""
+
+    name = "answer_log_prob"
+    last_position_only = True
+
+    def __call__(self, model: Any, adapter: ModelAdapter, batch: PromptBatch) -> torch.Tensor:
+        log_probs_BV = model.output.logits[:, -1].float().log_softmax(dim=-1)
+        rows = torch.arange(len(batch), device=log_probs_BV.device)
+        return log_probs_BV[rows, batch.clean_answer]
 
     def __repr__(self) -> str:
         return self.name
@@ -70,6 +87,9 @@ class ProbeLogit:
         return f"probe@{self.place}"
 
 
-METRICS: dict[str, Callable[[], Metric]] = {LogitDiff.name: LogitDiff}
+METRICS: dict[str, Callable[[], Metric]] = {
+    LogitDiff.name: LogitDiff,
+    AnswerLogProb.name: AnswerLogProb,
+}
 """Metric name (its ``repr``) -> class, for the metrics a circuit file's name rebuilds (those
 without parameters; a probe's needs its weights)."""

@@ -309,11 +309,14 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
 """
 
 
-def to_html(graph: nx.DiGraph, path: str | Path, *, title: str | None = None) -> Path:
+def to_html(
+    graph: nx.DiGraph, path: str | Path, *, title: str | None = None, plotly_js: str | None = None
+) -> Path:
     """Write an interactive, self-contained plotly figure of the circuit (plotly.js inlined)
-    and a table of its nodes, atomically."""
+    and a table of its nodes, atomically. ``plotly_js``, a URL relative to the page ending in
+    ``.js``, loads one shared copy of plotly.js instead (a site of many figures)."""
     figure = _figure(graph, title)
-    div = figure.to_html(include_plotlyjs=True, full_html=False)
+    div = figure.to_html(include_plotlyjs=plotly_js or True, full_html=False)
     page = _PAGE.format(
         title=html.escape(str(figure.layout.title.text or "circuit")),
         figure=div,
