@@ -22,6 +22,7 @@ The JSON file holds ``schema``, ``settings``, ``metric_clean``, ``metric_patch``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "load_circuit",
     "CircuitFileError",
     "selection_from_circuit",
+    "is_metric",
 ]
 
 SCHEMA = "sparse-circuits/circuit@1"
@@ -51,6 +53,11 @@ SCHEMA = "sparse-circuits/circuit@1"
 
 class CircuitFileError(ValueError):
     """A circuit file that cannot be read; the message names it."""
+
+
+def is_metric(data: Mapping[str, Any]) -> bool:
+    """Whether a node's data is the metric node's."""
+    return data.get("kind") == "metric" or data.get("place") == "metric"
 
 
 def _place_attributes(place: str, n_layers: int) -> dict[str, Any]:
