@@ -18,6 +18,7 @@ from sparse_circuits.circuits.discovery.graph import (
     load_circuit,
     save_circuit,
 )
+from sparse_circuits.circuits.discovery.influence import cumulative_influence
 from sparse_circuits.circuits.discovery.labels import (
     feature_nodes,
     label_circuit,
@@ -34,6 +35,8 @@ from sparse_circuits.circuits.export import (
     to_html,
     to_neuronpedia,
 )
+
+from sparse_circuits.circuits.model.places import KINDS, parse_place
 
 from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
 from .reference import EXAMPLES, PLACES, hooked_run
@@ -167,6 +170,117 @@ def test_graphml_positional_nodes_and_odd_text(positional_circuit, tmp_path):
 # --------------------------------------------------------------------------- Neuronpedia
 
 
+# The graph JSON's schema, written from circuit-tracer's format (its frontend's graph_models:
+# Metadata, QParams, Node, Link, Model): field -> allowed types; every field is required.
+NEURONPEDIA_SCHEMA = {
+    "metadata": {
+        "slug": str,
+        "scan": str,
+        "transcoder_list": list,
+        "prompt_tokens": list,
+        "prompt": str,
+        "node_threshold": (float, int, type(None)),
+        "schema_version": (int, type(None)),
+    },
+    "qParams": {
+        "pinnedIds": list,
+        "supernodes": list,
+        "linkType": str,
+        "clickedId": str,
+        "sg_pos": str,
+    },
+    "node": {
+        "node_id": str,
+        "feature": int,
+        "layer": str,
+        "ctx_idx": int,
+        "feature_type": str,
+        "token_prob": float,
+        "is_target_logit": bool,
+        "run_idx": int,
+        "reverse_ctx_idx": int,
+        "jsNodeId": str,
+        "clerp": str,
+        "influence": (float, type(None)),
+        "activation": (float, type(None)),
+    },
+    "link": {"source": str, "target": str, "weight": float},
+}
+
+
+def schema_errors(document):
+    """Where ``document`` breaks ``NEURONPEDIA_SCHEMA`` (empty when it does not)."""
+    errors = []
+
+    def check(value, fields, where):
+        for name, types in fields.items():
+            if name not in value:
+                errors.append(f"{where}: no {name}")
+            elif isinstance(value[name], bool) and types is not bool:
+                errors.append(f"{where}.{name}: a bool")
+            elif not isinstance(value[name], types):
+                errors.append(f"{where}.{name}: {type(value[name]).__name__}")
+
+    check(document["metadata"], NEURONPEDIA_SCHEMA["metadata"], "metadata")
+    check(document["qParams"], NEURONPEDIA_SCHEMA["qParams"], "qParams")
+    for i, node in enumerate(document["nodes"]):
+        check(node, NEURONPEDIA_SCHEMA["node"], f"nodes[{i}]")
+    for i, link in enumerate(document["links"]):
+        check(link, NEURONPEDIA_SCHEMA["link"], f"links[{i}]")
+    if not all(isinstance(t, str) for t in document["metadata"]["prompt_tokens"]):
+        errors.append("metadata.prompt_tokens: not all strings")
+    return errors
+
+
+def frontend_survivors(document):
+    """The node and link ids circuit-tracer's frontend keeps (``util-cg.js``, ``formatData``,
+    replayed): nodes with influence at most the pruning threshold (``node_threshold``, else
+    0.4) or of type embedding/logit; then every group of nodes sharing
+    ``layer_feature_ctx`` (errors also their distance from the end) larger than 2/3 of the
+    prompt tokens is deleted; links need both ends."""
+    meta = document["metadata"]
+    threshold = meta.get("node_threshold") or 0.4
+    nodes = [
+        n
+        for n in document["nodes"]
+        if n["feature_type"] in ("embedding", "logit")
+        or (n["influence"] is not None and n["influence"] <= threshold)
+    ]
+    n_tokens = len(meta["prompt_tokens"])
+    groups = {}
+    for n in nodes:
+        key = f"{n['layer']}_{n['feature']}_{n['ctx_idx']}"
+        if "error" in n["feature_type"]:
+            key += f"__err_idx_{n_tokens - n['ctx_idx']}"
+        groups.setdefault(key, []).append(n["node_id"])
+    kept = {i for group in groups.values() if len(group) <= n_tokens * 2 / 3 for i in group}
+    links = [(k["source"], k["target"]) for k in document["links"]]
+    return kept, [link for link in links if link[0] in kept and link[1] in kept]
+
+
+def check_viewer_file(document, graph):
+    """What every exported graph JSON must be: schema-valid, every node and link surviving
+    the frontend, circuit-tracer's layers (0..n_layers + 1, E for embed), unlinked nodes
+    gone but the metric, a prompt."""
+    assert schema_errors(document) == []
+    kept, links = frontend_survivors(document)
+    assert kept == {n["node_id"] for n in document["nodes"]}
+    assert len(links) == len(document["links"])
+    n_layers = graph.nodes["metric"]["layer"]
+    linked = {n for edge in graph.edges for n in edge} | {"metric"}
+    assert {n["circuit_node"] for n in document["nodes"]} == linked
+    for node in document["nodes"]:
+        data = graph.nodes[node["circuit_node"]]
+        if data["place"] == "embed":
+            assert node["layer"] == "E"
+        elif data["place"] == "metric":
+            assert node["layer"] == str(n_layers + 1)
+        else:
+            assert node["layer"] == str(data["layer"])
+    assert document["metadata"]["prompt"]
+    return kept
+
+
 def uncantor(value):
     w = math.floor((math.sqrt(8 * value + 1) - 1) / 2)
     index = value - w * (w + 1) // 2
@@ -189,11 +303,12 @@ def test_neuronpedia_json(labelled, tmp_path):
         "clickedId",
         "sg_pos",
     }
+    check_viewer_file(document, graph)
     nodes = document["nodes"]
-    assert len(nodes) == graph.number_of_nodes()
     ids = [n["node_id"] for n in nodes]
     assert len(set(ids)) == len(ids)
     required = {"node_id", "feature", "layer", "ctx_idx", "feature_type", "jsNodeId", "clerp"}
+    cumulative = cumulative_influence(graph)
     for node in nodes:
         assert required <= set(node)
         int(node["layer"])  # the viewer needs numeric layers
@@ -201,27 +316,108 @@ def test_neuronpedia_json(labelled, tmp_path):
         if node["circuit_node"] == "metric":
             assert node["feature_type"] == "logit" and node["is_target_logit"]
             assert "(p=" in node["clerp"]
+            assert "probe_location_idx" not in node
+        else:
+            assert node["probe_location_idx"] == KINDS.index(data["kind"])
+            assert node["node_id"].endswith("" if data["kind"] == "mlp" else f"_{data['kind']}")
+        if node["circuit_node"] == "metric":
+            pass
         elif data["is_error"]:
-            assert node["feature_type"] == "mlp reconstruction error" and node["feature"] == -1
+            assert node["feature_type"] == f"{data['kind']} reconstruction error"
+            assert node["feature"] == -1 - parse_place(data["place"], 3).order
         else:
             assert node["feature_type"] == "cross layer transcoder"
-            assert uncantor(node["feature"]) == (int(node["layer"]), data["feature"])
+            stream = parse_place(data["place"], 3).order
+            assert uncantor(node["feature"]) == (stream, data["feature"])
             assert node["activation"] == pytest.approx(data["activation"])
             assert node["clerp"] == data["label"]
         if node["circuit_node"] != "metric":
             assert 0 < node["influence"] <= 1
+            assert node["influence"] == cumulative[node["circuit_node"]]
     metric_layer = int(next(n for n in nodes if n["feature_type"] == "logit")["layer"])
+    assert metric_layer == graph.nodes["metric"]["layer"] + 1
     assert all(int(n["layer"]) < metric_layer for n in nodes if n["feature_type"] != "logit")
-    # forward order of places is kept
-    layer_of = {graph.nodes[n["circuit_node"]]["place"]: int(n["layer"]) for n in nodes}
-    ordered = [p for p in PLACES if p in layer_of]
-    assert [layer_of[p] for p in ordered] == sorted(layer_of[p] for p in ordered)
+    # forward order of places is kept: by layer, then by location in the block
+    order = {
+        graph.nodes[n["circuit_node"]]["place"]: (int(n["layer"]), n["probe_location_idx"])
+        for n in nodes
+        if n["feature_type"] != "logit"
+    }
+    ordered = [p for p in PLACES if p in order]
+    assert [order[p] for p in ordered] == sorted(order[p] for p in ordered)
     by_id = {n["node_id"]: n["circuit_node"] for n in nodes}
     assert len(document["links"]) == graph.number_of_edges()
     for link in document["links"]:
         assert link["source"] in by_id and link["target"] in by_id
         u, v = by_id[link["source"]], by_id[link["target"]]
         assert link["weight"] == graph.edges[u, v]["weight"]
+
+
+def test_neuronpedia_summed_circuit_shows_every_node(circuit, tmp_path):
+    graph = circuit.copy()
+    graph.graph["settings"] = dict(graph.graph["settings"], prompt="the keys", prompt_length=6)
+    graph.add_node(
+        "resid.2/23",
+        place="resid.2",
+        kind="resid",
+        layer=2,
+        feature=23,
+        is_error=False,
+        position=-1,
+        effect=0.5,
+        activation=1.0,
+        label="",
+    )  # fmt: skip  (no edge: left out)
+    to_neuronpedia(graph, tmp_path / "s.json")
+    document = json.loads((tmp_path / "s.json").read_text())
+    # one placeholder per position of the longest prompt; summed nodes at the last one
+    assert document["metadata"]["prompt_tokens"] == [f"[{t}]" for t in range(6)]
+    assert {n["ctx_idx"] for n in document["nodes"]} == {5}
+    assert document["metadata"]["prompt"] == "the keys"
+    assert "resid.2/23" not in {n["circuit_node"] for n in document["nodes"]}
+    kept = check_viewer_file(document, graph)
+    assert len(kept) == len(document["nodes"]) > 5
+    # a one-column file, as this writer made before, loses every node to the frontend
+    one_column = dict(document, metadata=dict(document["metadata"], prompt_tokens=["[all]"]))
+    assert frontend_survivors(one_column)[0] == set()
+    # without a recorded prompt or length: the prompt file's name and at least two columns
+    graph.graph["settings"] = dict(SETTINGS, prompts="data/agreement.jsonl")
+    to_neuronpedia(graph, tmp_path / "t.json")
+    document = json.loads((tmp_path / "t.json").read_text())
+    assert document["metadata"]["prompt"] == "prompts of agreement.jsonl"
+    assert len(document["metadata"]["prompt_tokens"]) == 2
+    check_viewer_file(document, graph)
+
+
+def test_neuronpedia_embed_nodes_sit_on_the_embedding_row(tmp_path):
+    graph = nx.DiGraph(settings={"metric": "m", "prompt": "p"}, metric_clean=1.0)
+    for name, place, kind, layer in (
+        ("embed/3", "embed", "embed", -1),
+        ("resid.0/3", "resid.0", "resid", 0),
+    ):
+        graph.add_node(
+            name, place=place, kind=kind, layer=layer, feature=3, is_error=False,
+            position=-1, effect=0.5, activation=1.0, label="",
+        )  # fmt: skip
+    graph.add_node(
+        "metric", place="metric", kind="metric", layer=1, feature=-1, is_error=False,
+        position=-1, effect=1.0, activation=float("nan"), label="m",
+    )  # fmt: skip
+    graph.add_edge("embed/3", "resid.0/3", weight=0.5)
+    graph.add_edge("resid.0/3", "metric", weight=0.5)
+    to_neuronpedia(graph, tmp_path / "e.json")
+    document = json.loads((tmp_path / "e.json").read_text())
+    layers = {n["circuit_node"]: n["layer"] for n in document["nodes"]}
+    assert layers == {"embed/3": "E", "resid.0/3": "0", "metric": "2"}
+    check_viewer_file(document, graph)
+
+
+def test_neuronpedia_loads_in_circuit_tracers_classes(labelled, positional_circuit, tmp_path):
+    graph_models = pytest.importorskip("circuit_tracer.frontend.graph_models")
+    for name, graph in (("sum", labelled[0]), ("none", positional_circuit)):
+        to_neuronpedia(graph, tmp_path / f"{name}.json")
+        model = graph_models.Model.model_validate_json((tmp_path / f"{name}.json").read_text())
+        assert len(model.nodes) == len(json.loads((tmp_path / f"{name}.json").read_text())["nodes"])
 
 
 def test_neuronpedia_positions(positional_circuit, tmp_path):
@@ -233,6 +429,7 @@ def test_neuronpedia_positions(positional_circuit, tmp_path):
         data = positional_circuit.nodes[node["circuit_node"]]
         if data["position"] >= 0:
             assert node["ctx_idx"] == data["position"]
+    check_viewer_file(document, positional_circuit)
     # unknown tokens: one placeholder per position
     to_neuronpedia(positional_circuit, tmp_path / "b.json")
     document = json.loads((tmp_path / "b.json").read_text())

@@ -37,6 +37,7 @@ __all__ = [
     "discover_and_write",
     "discover_circuit",
     "load_prompt_batches",
+    "prompt_settings",
 ]
 
 
@@ -80,6 +81,18 @@ def load_prompt_batches(
     )
 
 
+def prompt_settings(tokenizer: Any, batches: list[PromptBatch]) -> dict[str, Any]:
+    """What viewers show of the prompts: ``prompt`` (the first clean prompt, as text),
+    ``prompt_tokens`` (its tokens, one string each, the columns of per-position nodes) and
+    ``prompt_length`` (the longest prompt's tokens)."""
+    ids = batches[0].clean_ids[0].tolist()
+    return {
+        "prompt": tokenizer.decode(ids, skip_special_tokens=True),
+        "prompt_tokens": [tokenizer.decode([i]) for i in ids],
+        "prompt_length": max(batch.length for batch in batches),
+    }
+
+
 def discover_circuit(
     model: Any,
     adapter: Any,
@@ -121,6 +134,7 @@ def discover_circuit(
         "metric": repr(metric),
         "n_examples": effects.n_examples,
         "places": list(dictionaries),
+        **prompt_settings(model.tokenizer, batches),
     }
     labels = None
     if config.label_tokens > 0:
