@@ -35,7 +35,6 @@ from sparse_circuits.circuits.export import (
     to_html,
     to_neuronpedia,
 )
-
 from sparse_circuits.circuits.model.places import KINDS, parse_place
 
 from .conftest import D_MODEL, WORDS, random_dictionary, tiny_model
