@@ -140,9 +140,7 @@ def test_graphml_round_trip(labelled, tmp_path):
         else:
             assert read["activation"] == data["activation"]
         if data.get("top_contexts"):
-            joined = read["top_contexts"]
-            assert isinstance(joined, str)
-            assert all(hit["text"] in joined for hit in data["top_contexts"])
+            assert json.loads(read["top_contexts"]) == data["top_contexts"]
     assert back.graph["settings.model"] == "tiny-llama"
     assert back.graph["settings.thresholds.node_top_k"] == "15"
     assert json.loads(back.graph["settings.prompts"]) == SETTINGS["prompts"]
@@ -161,9 +159,23 @@ def test_graphml_positional_nodes_and_odd_text(positional_circuit, tmp_path):
     assert set(back.nodes) == set(graph.nodes)
     assert any("@" in n for n in back.nodes)
     assert back.nodes[name]["label"] == "a <b> & \ufffd c"  # XML cannot hold \x0b
-    assert back.nodes[name]["tags"] == "x | 2"
+    assert json.loads(back.nodes[name]["tags"]) == ["x", 2]
     for u, v, data in graph.edges(data=True):
         assert back.edges[u, v]["weight"] == data["weight"]
+
+
+def test_graphml_reads_in_igraph(labelled, tmp_path):
+    igraph = pytest.importorskip("igraph")
+    graph, _ = labelled
+    to_graphml(graph, tmp_path / "c.graphml")
+    back = igraph.Graph.Read_GraphML(str(tmp_path / "c.graphml"))
+    assert back.is_directed()
+    assert (back.vcount(), back.ecount()) == (graph.number_of_nodes(), graph.number_of_edges())
+    for vertex in back.vs:
+        data = graph.nodes[vertex["id"]]
+        assert vertex["effect"] == data["effect"]
+        if data.get("top_contexts"):
+            assert json.loads(vertex["top_contexts"]) == data["top_contexts"]
 
 
 # --------------------------------------------------------------------------- Neuronpedia

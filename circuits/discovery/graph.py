@@ -15,6 +15,11 @@ Meaning of the graph (the one place it is defined):
 - **Graph attributes**: ``settings`` (model, dictionaries, method, steps, aggregation,
   thresholds, metric, number of examples, prompts) and ``metric_clean``/``metric_patch``.
 
+List-valued attributes: ``top_contexts`` (set by ``labels.label_circuit``) is a list of
+``{"activation", "text", "context", "position"}``, highest first. The circuit JSON keeps it a
+list; GraphML, whose values are scalars, holds it (and any other list or dictionary) as JSON
+text, ``json.loads`` gives the list back (``circuits.export.graphml``).
+
 The JSON file holds ``schema``, ``settings``, ``metric_clean``, ``metric_patch``, ``nodes``
 (each node's attributes plus ``id``) and ``edges`` (``source``, ``target``, ``weight``).
 """
