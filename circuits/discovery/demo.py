@@ -62,7 +62,11 @@ class DemoConfig:
     """Keep nodes with |effect| at least this, in logit-difference units; the README's
     faithfulness curve shows why this value."""
     edge_threshold: float = 0.02
-    """Keep edges with |weight| at least this."""
+    """Keep edges with |weight| at least this (unless pruning by influence)."""
+    node_influence: float | None = None
+    """Prune by cumulative influence instead (``DiscoverConfig.node_influence``)."""
+    edge_influence: float | None = None
+    """Prune by cumulative influence instead (``DiscoverConfig.edge_influence``)."""
     label_tokens: int = 4096
     """Corpus tokens scanned for the top activating contexts of each feature node (0: none)."""
     batch_size: int = 32
@@ -86,6 +90,8 @@ class DemoConfig:
             AttributionConfig(method=self.method, batch_size=self.batch_size),
             node_threshold=self.node_threshold,
             edge_threshold=self.edge_threshold,
+            node_influence=self.node_influence,
+            edge_influence=self.edge_influence,
             label_tokens=self.label_tokens,
         )
 

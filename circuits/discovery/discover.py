@@ -3,9 +3,12 @@
 1. Read and tokenise the prompt set (answers must be single tokens).
 2. Node effects of every feature and error node at every place with a dictionary.
 3. Select nodes by |effect| >= node threshold (or the top k).
-4. Edge effects between selected nodes (direct paths), kept if |weight| >= edge threshold.
+4. Edge effects between selected nodes (direct paths), kept if |weight| >= edge threshold;
+   or, with ``node_influence``/``edge_influence``, every edge kept and the graph pruned by
+   cumulative influence instead (circuit-tracer's pruning, ``circuits.discovery.influence``).
 5. Build the graph with its settings and provenance; optionally label feature nodes with
-   their top activating contexts over a corpus.
+   their top activating contexts over a corpus. Warn (``CircuitWarning``) when error nodes
+   carry more than ``ERROR_SHARE`` of the circuit's |effect|.
 6. ``discover_and_write``: steps 1-5 from a prompt file, then write the circuit JSON and the
    exports asked for (the ``discover`` and ``demo`` commands).
 """
@@ -17,20 +20,25 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import warnings
+
 import networkx as nx
 
 from sparse_circuits.circuits.data.prompts import PromptBatch, read_prompts, tokenize_prompts
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.edges import edge_effects
-from sparse_circuits.circuits.discovery.graph import build_circuit, save_circuit
+from sparse_circuits.circuits.discovery.graph import build_circuit, is_metric, save_circuit
+from sparse_circuits.circuits.discovery.influence import prune_by_influence
 from sparse_circuits.circuits.discovery.metrics import LogitDiff, Metric
 from sparse_circuits.circuits.discovery.nodes import NodeEffects, select_nodes
 from sparse_circuits.circuits.model.runner import BatchCache
 from sparse_circuits.dictionaries import Dictionary
-from sparse_circuits.errors import ConfigError
+from sparse_circuits.errors import CircuitWarning, ConfigError
 from sparse_circuits.files import require_folder
 
 __all__ = [
+    "ERROR_SHARE",
+    "error_share",
     "CircuitFiles",
     "DiscoverConfig",
     "WrittenCircuit",
@@ -39,6 +47,37 @@ __all__ = [
     "load_prompt_batches",
     "prompt_settings",
 ]
+
+
+ERROR_SHARE = 0.5
+"""``discover_circuit`` warns when error nodes carry more than this share of the circuit's
+total |effect|: the features then explain less of the behaviour than what the dictionaries
+miss."""
+
+
+def error_share(graph: nx.DiGraph) -> float:
+    """The error nodes' share of the circuit's total |effect| (metric left out; 0 for a
+    circuit of no effect)."""
+    strengths = [
+        (abs(float(d["effect"])), bool(d.get("is_error")))
+        for _, d in graph.nodes(data=True)
+        if not is_metric(d)
+    ]
+    total = sum(s for s, _ in strengths)
+    return sum(s for s, error in strengths if error) / total if total > 0 else 0.0
+
+
+def _warn_if_errors_dominate(graph: nx.DiGraph) -> None:
+    share = error_share(graph)
+    if share > ERROR_SHARE:
+        warnings.warn(
+            f"error nodes carry {share:.0%} of the circuit's |effect| (more than "
+            f"{ERROR_SHARE:.0%}): the features explain less of the behaviour than the "
+            "dictionaries' reconstruction errors; use dictionaries with lower reconstruction "
+            "error (larger, trained longer) or at more places",
+            CircuitWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -52,7 +91,15 @@ class DiscoverConfig:
     top_k: int | None = None
     """Keep the ``top_k`` nodes by |effect| instead of a threshold."""
     edge_threshold: float = 0.01
-    """Keep edges with |weight| at least this."""
+    """Keep edges with |weight| at least this (unless pruning by influence)."""
+    node_influence: float | None = None
+    """Prune by cumulative influence: keep the nodes carrying this share of the influence on
+    the metric (circuit-tracer's default 0.8). With it or ``edge_influence`` every edge
+    between the selected nodes is kept and the graph pruned by influence instead of
+    ``edge_threshold``; the share not given is 1.0 (keep all)."""
+    edge_influence: float | None = None
+    """Prune by cumulative influence: keep the edges carrying this share of the edge influence
+    (circuit-tracer's default 0.98); see ``node_influence``."""
     label_tokens: int = 0
     """Corpus tokens scanned for top activating contexts of each feature node (0: none)."""
     label_corpus: str = "embedded"
@@ -71,6 +118,15 @@ class DiscoverConfig:
             raise ConfigError(f"edge_threshold must be >= 0, got {self.edge_threshold}")
         if self.label_tokens < 0:
             raise ConfigError(f"label_tokens must be >= 0, got {self.label_tokens}")
+        for name in ("node_influence", "edge_influence"):
+            share = getattr(self, name)
+            if share is not None and not 0.0 <= share <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {share}")
+
+    @property
+    def by_influence(self) -> bool:
+        """Whether the graph is pruned by cumulative influence (not by edge threshold)."""
+        return self.node_influence is not None or self.edge_influence is not None
 
 
 def load_prompt_batches(
@@ -104,7 +160,8 @@ def discover_circuit(
     settings: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> tuple[nx.DiGraph, NodeEffects]:
-    """The circuit graph and the node effects it was selected from."""
+    """The circuit graph and the node effects it was selected from; a ``CircuitWarning``
+    when its error nodes carry more than ``ERROR_SHARE`` of its |effect|."""
     metric = metric or LogitDiff()
     attribution = config.attribution
     cache: list[BatchCache] = []  # the node pass's values and gradients feed the edge pass
@@ -130,7 +187,9 @@ def discover_circuit(
         **asdict(attribution),
         "node_threshold": config.node_threshold,
         "top_k": config.top_k,
-        "edge_threshold": config.edge_threshold,
+        "edge_threshold": None if config.by_influence else config.edge_threshold,
+        "node_influence": config.node_influence,
+        "edge_influence": config.edge_influence,
         "metric": repr(metric),
         "n_examples": effects.n_examples,
         "places": list(dictionaries),
@@ -144,13 +203,20 @@ def discover_circuit(
         selection,
         edges,
         n_layers=adapter.n_layers,
-        edge_threshold=config.edge_threshold,
+        edge_threshold=0.0 if config.by_influence else config.edge_threshold,
         settings=recorded,
     )
+    if config.by_influence:
+        graph = prune_by_influence(
+            graph,
+            node_share=1.0 if config.node_influence is None else config.node_influence,
+            edge_share=1.0 if config.edge_influence is None else config.edge_influence,
+        )
     if labels:
         from sparse_circuits.circuits.discovery.labels import label_circuit
 
         label_circuit(graph, labels)
+    _warn_if_errors_dominate(graph)
     return graph, effects
 
 

@@ -44,9 +44,10 @@ circuit-tracer writes is present with its meaning.
                      (circuit-tracer's ``"mlp reconstruction error"`` at ``mlp.L``; the
                      viewer treats every type containing ``error`` as an error); the metric
                      ``"logit"``
-  node_id            circuit-tracer's patterns, features ``"{layer}_{index}_{ctx_idx}"``,
-                     errors ``"0_{layer}_{ctx_idx}"``, the metric
-                     ``"{n_layers + 1}_0_{ctx_idx}"``; places other than ``mlp.L`` (the one
+  node_id            circuit-tracer's pattern ``"{layer}_{index}_{ctx_idx}"``: features their
+                     index, errors their (negative) ``feature`` (circuit-tracer's
+                     ``"0_{layer}_{ctx_idx}"`` for errors can equal a layer-0 feature's id),
+                     the metric index 0; places other than ``mlp.L`` (the one
                      circuit-tracer's transcoders write) add ``"_{kind}"``, so that the places
                      of one layer never share an id
   jsNodeId           features ``"{layer}_{index}-0"``, errors ``"{layer}_{ctx_idx}-0"``, with
@@ -188,7 +189,7 @@ def _node(data: Mapping[str, Any], *, n_layers: int, ctx: int, settings: Mapping
     location = KINDS.index(kind) if kind in KINDS else 0
     if data.get("is_error") or int(data.get("feature", -1)) < 0:
         return {
-            "node_id": f"0_{layer}_{ctx}{tag}",
+            "node_id": f"{layer}_{-1 - parsed.order}_{ctx}{tag}",
             "feature": -1 - parsed.order,
             "feature_type": f"{kind} reconstruction error",
             "jsNodeId": f"{layer}_{ctx}-0{tag}",
