@@ -1,5 +1,6 @@
 """Circuit exports (GraphML, Neuronpedia JSON, HTML, PNG) and feature labels from a corpus."""
 
+import html
 import json
 import math
 import random
@@ -455,7 +456,9 @@ def test_neuronpedia_positions(positional_circuit, tmp_path):
 def test_html_contains_every_node(labelled, positional_circuit, tmp_path):
     graph, _ = labelled
     for name, circuit in (("sum", graph), ("none", positional_circuit)):
-        path = to_html(circuit, tmp_path / f"{name}.html", title="a circuit")
+        path = to_html(
+            circuit, tmp_path / f"{name}.html", title="a circuit", pruned=False, max_nodes=None
+        )
         page = path.read_text()
         assert "plotly" in page.lower()
         for node in circuit.nodes:
@@ -486,6 +489,221 @@ def test_html_draws_many_edges_in_a_few_traces(tmp_path):
     page = to_html(graph, tmp_path / "big.html").read_text()
     assert time.perf_counter() - start < 20
     assert page.count('"type":"scatter"') <= 12
+
+
+def plot_traces(page):
+    """The traces of the plotly figure in an exported page."""
+    start = page.index("Plotly.newPlot(")
+    start = page.index("[", start)
+    traces, _ = json.JSONDecoder().raw_decode(page[start:])
+    return traces
+
+
+def node_points(page):
+    """Node id -> (trace name, the point's visible text, its symbol) in an exported page."""
+    points = {}
+    for trace in plot_traces(page):
+        if "ids" not in trace:
+            continue
+        symbols = trace["marker"]["symbol"]
+        for i, name in enumerate(trace["ids"]):
+            symbol = symbols[i] if isinstance(symbols, list) else symbols
+            points[name] = (trace["name"], trace["text"][i], symbol)
+    return points
+
+
+def reaches_metric(graph):
+    return {n for n in graph if n != "metric" and nx.has_path(graph, n, "metric")}
+
+
+def test_html_default_figure_is_the_pruned_circuit(labelled, tmp_path):
+    graph = labelled[0].copy()
+    graph.add_node(
+        "resid.2/23",
+        place="resid.2",
+        kind="resid",
+        layer=2,
+        feature=23,
+        is_error=False,
+        position=-1,
+        effect=9.0,
+        activation=1.0,
+        label="",
+    )  # fmt: skip  (the strongest node, but no path to the metric)
+    page = to_html(graph, tmp_path / "c.html").read_text()
+    points = node_points(page)
+    assert set(points) - {"metric"} == reaches_metric(graph)
+    assert "resid.2/23" not in points and "resid.2/23" in page  # in the table only
+    total = graph.number_of_nodes() - 1
+    assert f"circuit: {len(points) - 1} of {total} nodes" in page
+    for name, (kind, text, symbol) in points.items():
+        data = graph.nodes[name]
+        if name == "metric":
+            assert (kind, symbol) == ("metric", "diamond")
+        elif data["is_error"]:
+            assert (kind, text, symbol) == ("error nodes", "error", "square")
+        else:
+            assert kind == "features" and symbol == "circle"
+            marked = [h["text"].split("«")[-1].split("»")[0].strip() for h in data["top_contexts"]]
+            expected = "/".join(
+                dict.fromkeys(t[:10] + ("…" if len(t) > 10 else "") for t in marked)
+            )
+            assert text == ("/".join(expected.split("/")[:3]) or f"#{data['feature']}")
+            assert text  # every feature has a visible label
+
+
+def test_html_keeps_at_most_max_nodes_that_reach_the_metric(tmp_path):
+    rng = random.Random(3)
+    graph = nx.DiGraph(settings={"metric": "m"}, metric_clean=1.0, metric_patch=0.0)
+    places = ["resid.0", "resid.1", "resid.2", "resid.3"]
+    for layer, place in enumerate(places):
+        for feature in range(40):
+            graph.add_node(
+                f"{place}/{feature}", place=place, kind="resid", layer=layer, feature=feature,
+                is_error=False, position=-1, effect=rng.uniform(-1, 1), activation=1.0, label="",
+            )  # fmt: skip
+    graph.add_node(
+        "metric", place="metric", kind="metric", layer=4, feature=-1, is_error=False,
+        position=-1, effect=1.0, activation=float("nan"), label="m",
+    )  # fmt: skip
+    for layer in range(3):
+        for _ in range(150):
+            u, v = rng.randrange(40), rng.randrange(40)
+            graph.add_edge(
+                f"{places[layer]}/{u}", f"{places[layer + 1]}/{v}", weight=rng.gauss(0, 1)
+            )
+    for feature in range(0, 40, 2):
+        graph.add_edge(f"resid.3/{feature}", "metric", weight=rng.gauss(0, 1))
+    assert len(reaches_metric(graph)) > 60
+    for limit in (60, 12):
+        points = node_points(to_html(graph, tmp_path / "c.html", max_nodes=limit).read_text())
+        shown = set(points) - {"metric"}
+        assert 0 < len(shown) <= limit
+        assert shown == reaches_metric(graph.subgraph(shown | {"metric"}))
+    with pytest.raises(ValueError, match="max_nodes must be at least 1, got 0"):
+        to_html(graph, tmp_path / "c.html", max_nodes=0)
+
+
+def test_html_positional_columns_are_prompt_tokens(positional_circuit, tmp_path):
+    graph = positional_circuit.copy()
+    tokens = ["<bos>", " the", " keys", " to", " the", " cabinet"]
+    graph.graph["settings"] = dict(graph.graph["settings"], prompt_tokens=tokens)
+    page = to_html(graph, tmp_path / "p.html").read_text()
+    start = page.index("Plotly.newPlot(")
+    assert '"title":{"text":"prompt token"}' in page
+    ticks = json.loads(page[page.index('"ticktext":', start) + 11 :].split("]")[0] + "]")
+    # the tokens under the axis, as HTML text (plotly reads tick text as markup)
+    assert ticks == [html.escape(t) for t in tokens[: len(ticks)]] and len(ticks) >= 2
+    x_of = {}
+    for trace in plot_traces(page):
+        if "ids" in trace:
+            x_of.update(zip(trace["ids"], trace["x"], strict=True))
+    for name, x in x_of.items():
+        if name != "metric":  # each node within its position's column
+            assert abs(x - graph.nodes[name]["position"]) < 0.5
+
+
+def test_supernodes_group_features_by_decoder_cosine(labelled, setup, tmp_path):
+    from sparse_circuits.circuits.discovery.supernodes import group_supernodes
+
+    _, _, dictionaries, _ = setup
+    graph = labelled[0].copy()
+    place, features = max(
+        (
+            (
+                p,
+                [
+                    d["feature"]
+                    for _, d in graph.nodes(data=True)
+                    if d["place"] == p and not d["is_error"]
+                ],
+            )
+            for p in PLACES
+        ),
+        key=lambda item: len(item[1]),
+    )
+    assert len(features) >= 2
+    dictionaries = dict(dictionaries)
+    twin = random_dictionary("topk", D_MODEL, 24, seed=0)
+    with torch.no_grad():
+        twin.W_dec.copy_(dictionaries[place].W_dec)
+        twin.W_dec[features[1]] = 2 * twin.W_dec[features[0]]  # cosine 1 with the first
+    dictionaries[place] = twin
+    group_supernodes(graph, dictionaries, min_cosine=0.9)
+    # independent: every pair of one place with decoder cosine >= 0.9 shares a supernode
+    for p in PLACES:
+        names = [n for n, d in graph.nodes(data=True) if d["place"] == p and not d["is_error"]]
+        for a in names:
+            for b in names:
+                wa = dictionaries[p].W_dec[graph.nodes[a]["feature"]]
+                wb = dictionaries[p].W_dec[graph.nodes[b]["feature"]]
+                if a != b and float(torch.cosine_similarity(wa, wb, dim=0)) >= 0.9:
+                    assert graph.nodes[a]["supernode"] == graph.nodes[b]["supernode"]
+    first, second = (f"{place}/{f}" for f in features[:2])
+    group = graph.nodes[first]["supernode"]
+    assert group.startswith(f"{place}/S") and graph.nodes[second]["supernode"] == group
+    members = [n for n, d in graph.nodes(data=True) if d.get("supernode") == group]
+    page = to_html(graph, tmp_path / "s.html", pruned=False, max_nodes=None).read_text()
+    points = node_points(page)
+    assert group in points and not set(members) & set(points)
+    assert points[group][2] == "hexagon" and points[group][1].startswith(f"{len(members)}× ")
+    assert f"supernode {group}: {len(members)} features" in page  # expandable in the table
+    with pytest.raises(ValueError, match="min_cosine must be between -1 and 1, got 2"):
+        group_supernodes(graph, dictionaries, min_cosine=2)
+
+
+CONSOLE_PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message)));
+const __consoleError = console.error;
+console.error = (...args) => { window.__errors.push(args.join(" ")); __consoleError(...args); };
+window.addEventListener("load", () => setTimeout(() => {
+  const report = document.createElement("pre");
+  report.id = "console-report";
+  report.textContent = JSON.stringify({
+    errors: window.__errors,
+    plots: document.querySelectorAll(".main-svg").length,
+  });
+  document.body.appendChild(report);
+}, 500));
+</script>"""
+
+
+def console_report(page_path, tmp_path):
+    """Console errors and plotly SVG count of a page rendered by headless Chromium (a probe
+    script put first in its head records them into the DOM, read back with --dump-dom)."""
+    import subprocess
+
+    probed = tmp_path / f"probed-{page_path.name}"
+    probed.write_text(page_path.read_text().replace("<head>", "<head>\n" + CONSOLE_PROBE, 1))
+    result = subprocess.run(
+        [
+            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+            "--dump-dom", probed.resolve().as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    dom = result.stdout
+    start = dom.index('<pre id="console-report">') + len('<pre id="console-report">')
+    return json.loads(html.unescape(dom[start : dom.index("</pre>", start)]))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}")
+def test_html_renders_without_console_errors(labelled, positional_circuit, tmp_path):
+    for name, graph in (("sum", labelled[0]), ("none", positional_circuit)):
+        path = to_html(graph, tmp_path / f"{name}.html")
+        report = console_report(path, tmp_path)
+        assert report["errors"] == [], name
+        assert report["plots"] >= 1, name
+    # the probe sees errors: a page that throws fails the check
+    broken = tmp_path / "broken.html"
+    broken.write_text(
+        (tmp_path / "sum.html")
+        .read_text()
+        .replace("</body>", "<script>undefinedCall();</script></body>")
+    )
+    assert any("undefinedCall" in e for e in console_report(broken, tmp_path)["errors"])
 
 
 # --------------------------------------------------------------------------- labels
