@@ -359,8 +359,8 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
 def discovery_options(options: Options, *, attribution: type, selection: type) -> None:
     """The options ``discover`` and ``demo`` share: ``--method`` and ``--batch-size``, set in
     the config ``attribution``; ``--node-threshold``, ``--edge-threshold``,
-    ``--node-influence``, ``--edge-influence`` and ``--label-tokens``, set in the config
-    ``selection``."""
+    ``--node-influence``, ``--edge-influence``, ``--supernode-cosine`` and ``--label-tokens``,
+    set in the config ``selection``."""
     from sparse_circuits.circuits.discovery.attribution import METHODS
 
     options.setting(
@@ -384,6 +384,11 @@ def discovery_options(options: Options, *, attribution: type, selection: type) -
         selection, "edge_influence", type=float,
         help="prune by cumulative influence instead of --edge-threshold: keep the edges "
         "carrying this share of the edge influence (circuit-tracer: 0.98)",
+    )  # fmt: skip
+    options.setting(
+        selection, "supernode_cosine", type=float,
+        help="group features of one place whose decoder rows have at least this cosine into "
+        "supernodes (one node in the figure, expandable in its table)",
     )  # fmt: skip
     options.setting(
         selection, "label_tokens", type=int,
@@ -416,6 +421,10 @@ def discover_options(options: Options) -> None:
                     help="circuit JSON")  # fmt: skip
     options.setting(CircuitFiles, "html", type=Path, help="also write the interactive figure")
     options.setting(CircuitFiles, "graphml", type=Path, help="also write GraphML")
+    options.setting(
+        CircuitFiles, "neuronpedia", type=Path,
+        help="also write the Neuronpedia / circuit-tracer graph JSON",
+    )  # fmt: skip
 
 
 @command("find a sparse feature circuit for a prompt set", discover_options)

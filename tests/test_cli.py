@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import get_args
 
+import networkx as nx
 import pytest
 import torch
 
@@ -21,6 +22,7 @@ from sparse_circuits.circuits.discovery.discover import (
 from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
 from sparse_circuits.circuits.discovery.faithfulness import Ablation, ErrorNodes
 from sparse_circuits.circuits.discovery.graph import CircuitFileError, load_circuit, save_circuit
+from sparse_circuits.circuits.discovery.influence import graph_scores
 from sparse_circuits.circuits.discovery.metrics import METRICS
 from sparse_circuits.circuits.export import FORMATS
 from sparse_circuits.circuits.model.adapters import torch_module
@@ -413,12 +415,18 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert code == 0, err
     *lines, last = out.rstrip().splitlines()
     summary = json.loads(last)
-    assert set(summary) == {"circuit", "html", "graphml", "prompts", "nodes", "edges",
-                            "faithfulness", "completeness", "seconds"}  # fmt: skip
+    assert set(summary) == {"circuit", "html", "graphml", "neuronpedia", "prompts", "nodes",
+                            "edges", "faithfulness", "completeness", "figure_nodes",
+                            "replacement_score", "completeness_score", "seconds"}  # fmt: skip
     assert summary["prompts"] == {
         split: str(agreement_file("simple", split)) for split in ("train", "test")
     }
-    files = {"circuit": "circuit.json", "html": "circuit.html", "graphml": "circuit.graphml"}
+    files = {
+        "circuit": "circuit.json",
+        "html": "circuit.html",
+        "graphml": "circuit.graphml",
+        "neuronpedia": "circuit.neuronpedia.json",
+    }
     for name, file in files.items():
         assert summary[name] == str(tmp_path / "demo" / file)
         assert f"{name:>8}: {summary[name]}" in lines
@@ -427,6 +435,10 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert graph.graph["settings"]["prompts"] == summary["prompts"]["train"]
     assert summary["edges"] == graph.number_of_edges()
     assert summary["nodes"] == graph.number_of_nodes() - 1 == 10
+    scores = graph_scores(graph)
+    assert summary["completeness_score"] == round(scores.completeness, 3)
+    reaching = {n for n in graph if n != "metric" and nx.has_path(graph, n, "metric")}
+    assert summary["figure_nodes"] == len(reaching)
     result = evaluate_circuit_file(summary["circuit"], summary["prompts"]["test"])
     assert 0 < abs(result["faithfulness"]) and result["nodes"] == 10
     assert summary["faithfulness"] == round(result["faithfulness"], 3)
@@ -608,6 +620,19 @@ def test_discover_prunes_by_influence(workspace, capsys):
     assert pruned.graph["settings"]["edge_threshold"] is None
     with pytest.raises(ConfigError, match="node_influence must be between 0 and 1, got 1.2"):
         DiscoverConfig(AttributionConfig(), node_influence=1.2)
+    with pytest.raises(ConfigError, match="supernode_cosine must be between -1 and 1, got 3"):
+        DiscoverConfig(AttributionConfig(), supernode_cosine=3)
+    grouped, _ = discover_circuit(
+        model, adapter, dictionaries, batches,
+        DiscoverConfig(AttributionConfig(), top_k=12, supernode_cosine=-1.0), **options,
+    )  # fmt: skip
+    # cosine >= -1 links every pair: one supernode per place with two or more features
+    for place in dictionaries:
+        names = [
+            n for n, d in grouped.nodes(data=True) if d["place"] == place and not d["is_error"]
+        ]
+        groups = {grouped.nodes[n].get("supernode") for n in names}
+        assert groups == ({f"{place}/S1"} if len(names) > 1 else {None})
     code, _, err = run(
         capsys, "discover", "--model", root / "model", "--dictionaries", root / "dicts",
         "--prompts", root / "prompts.jsonl", "--edge-influence", "2", "--out", root / "x.json",

@@ -99,6 +99,10 @@ class DiscoverConfig:
     edge_influence: float | None = None
     """Prune by cumulative influence: keep the edges carrying this share of the edge influence
     (circuit-tracer's default 0.98); see ``node_influence``."""
+    supernode_cosine: float | None = None
+    """Group the feature nodes of one place (and position) whose decoder rows have at least
+    this cosine into supernodes (``discovery.supernodes``; the figure draws each as one
+    node); ``None``: no grouping."""
     label_tokens: int = 0
     """Corpus tokens scanned for top activating contexts of each feature node (0: none)."""
     label_corpus: str = "embedded"
@@ -117,6 +121,10 @@ class DiscoverConfig:
             raise ConfigError(f"edge_threshold must be >= 0, got {self.edge_threshold}")
         if self.label_tokens < 0:
             raise ConfigError(f"label_tokens must be >= 0, got {self.label_tokens}")
+        if self.supernode_cosine is not None and not -1.0 <= self.supernode_cosine <= 1.0:
+            raise ConfigError(
+                f"supernode_cosine must be between -1 and 1, got {self.supernode_cosine}"
+            )
         for name in ("node_influence", "edge_influence"):
             share = getattr(self, name)
             if share is not None and not 0.0 <= share <= 1.0:
@@ -189,6 +197,7 @@ def discover_circuit(
         "edge_threshold": None if config.by_influence else config.edge_threshold,
         "node_influence": config.node_influence,
         "edge_influence": config.edge_influence,
+        "supernode_cosine": config.supernode_cosine,
         "metric": repr(metric),
         "n_examples": effects.n_examples,
         "places": list(dictionaries),
@@ -215,6 +224,10 @@ def discover_circuit(
         from sparse_circuits.circuits.discovery.labels import label_circuit
 
         label_circuit(graph, labels)
+    if config.supernode_cosine is not None:
+        from sparse_circuits.circuits.discovery.supernodes import group_supernodes
+
+        group_supernodes(graph, dictionaries, min_cosine=config.supernode_cosine)
     _warn_if_errors_dominate(graph)
     return graph, effects
 
@@ -241,13 +254,15 @@ class CircuitFiles:
     """Also the interactive figure (``export(..., "html")``)."""
     graphml: Path | None = None
     """Also GraphML (``export(..., "graphml")``)."""
+    neuronpedia: Path | None = None
+    """Also the Neuronpedia / circuit-tracer graph JSON (``export(..., "neuronpedia")``)."""
 
     def __post_init__(self) -> None:
         for name, path in self.paths().items():
             setattr(self, name, require_folder(path))
 
     def paths(self) -> dict[str, Path]:
-        """``circuit``, ``html``, ``graphml`` -> path, for those asked for."""
+        """``circuit``, ``html``, ``graphml``, ``neuronpedia`` -> path, for those asked for."""
         named = {f.name: getattr(self, f.name) for f in fields(self)}
         return {name: path for name, path in named.items() if path is not None}
 
@@ -270,7 +285,8 @@ class WrittenCircuit:
     effects: NodeEffects
     """The node effects its nodes were selected from."""
     paths: dict[str, Path]
-    """``circuit`` (and ``html``, ``graphml`` when asked for) -> the file written."""
+    """``circuit`` (and ``html``, ``graphml``, ``neuronpedia`` when asked for) -> the file
+    written."""
 
 
 def discover_and_write(
