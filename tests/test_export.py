@@ -545,10 +545,8 @@ def test_html_default_figure_is_the_pruned_circuit(labelled, tmp_path):
         else:
             assert kind == "features" and symbol == "circle"
             marked = [h["text"].split("«")[-1].split("»")[0].strip() for h in data["top_contexts"]]
-            expected = "/".join(
-                dict.fromkeys(t[:10] + ("…" if len(t) > 10 else "") for t in marked)
-            )
-            assert text == ("/".join(expected.split("/")[:3]) or f"#{data['feature']}")
+            expected = list(dict.fromkeys(t[:9] + ("…" if len(t) > 9 else "") for t in marked))
+            assert text == ("/".join(expected[:2]) or f"#{data['feature']}")
             assert text  # every feature has a visible label
 
 

@@ -86,6 +86,14 @@ def test_graph_scores_by_hand():
     assert scores.completeness == pytest.approx(2.375 / 2.75)
 
 
+def test_graph_scores_treat_error_nodes_as_sources():
+    # an edge into an error node (which circuit-tracer's graphs never have) changes nothing
+    graph = hand_graph()
+    graph.add_edge("resid.0/1", "resid.1/err", weight=5.0)
+    assert graph_scores(graph) == graph_scores(hand_graph())
+    assert node_influence(graph)["resid.0/1"] > node_influence(hand_graph())["resid.0/1"]
+
+
 def test_graph_scores_without_errors_are_one():
     graph = hand_graph()
     graph.remove_nodes_from(["resid.0/err", "resid.1/err"])

@@ -18,10 +18,13 @@ reference code is circuit-tracer's ``graph.py``), on the graph of ``circuits.dis
    ``edge_share`` of the total score; then, until nothing changes, it drops every node without
    an outgoing kept edge and every feature node without an incoming one (input nodes and error
    nodes, which no edge explains, are exempt from the second rule), as circuit-tracer does.
-5. Scores (``graph_scores``): the replacement score is the influence of the input nodes over
-   that of input and error nodes together; the completeness score is the influence-weighted
-   (plus the metric's weight) mean over nodes of the share of a node's input that does not come
-   from error nodes.
+5. Scores (``graph_scores``), with error nodes as sources, as in circuit-tracer (there an
+   error node has no incoming edge; here the edges into one are set aside for the scores): the
+   replacement score is the influence of the input nodes over that of input and error nodes
+   together; the completeness score is the influence-weighted (plus the metric's weight) mean
+   over nodes of the share of a node's input that does not come from error nodes. Influence
+   that ends at a feature node without incoming edges outside the input place counts for
+   neither side.
 
 Input nodes play the part of circuit-tracer's token embeddings: our graphs have no token nodes,
 so the feature nodes of the circuit's earliest place (``embed`` when it has a dictionary) are
@@ -190,12 +193,12 @@ class GraphScores:
 def graph_scores(graph: nx.DiGraph) -> GraphScores:
     """Replacement and completeness scores of ``graph`` as it is (already pruned)."""
     nodes = list(graph.nodes)
-    A_NN = normalised_adjacency(graph, nodes)
+    is_error_N = np.array([bool(graph.nodes[n].get("is_error")) for n in nodes], dtype=bool)
+    A_NN = normalised_adjacency(graph, nodes) * ~is_error_N[:, None]  # errors are sources
     target_N = _target(graph, nodes)
     influence_N = _influence(A_NN, target_N)
     inputs = input_nodes(graph)
     is_input_N = np.array([n in inputs for n in nodes], dtype=bool)
-    is_error_N = np.array([bool(graph.nodes[n].get("is_error")) for n in nodes], dtype=bool)
     from_inputs, from_errors = influence_N[is_input_N].sum(), influence_N[is_error_N].sum()
     both = from_inputs + from_errors
     replacement = float(from_inputs / both) if both > 0 else float("nan")

@@ -65,10 +65,11 @@ def marked_window(tokenizer: Any, ids: list[int]) -> str:
     return f"{prefix}{lead}«{token}»".replace("\n", "↵")
 
 
-def short_label(data: Mapping[str, Any], *, n: int = 3, width: int = 10) -> str:
+def short_label(data: Mapping[str, Any], *, n: int = 2, width: int = 9) -> str:
     """A few characters naming a node: the distinct marked tokens (``«token»``) of its first
     top contexts, up to ``n`` of them, each cut to ``width`` characters, joined by ``/``
-    (``"are/were/is"``); ``"error"`` for an error node; ``"#<feature>"`` for an unlabelled
+    (``"are/were"``), short enough for a figure's neighbouring labels not to overlap;
+    ``"error"`` for an error node; ``"#<feature>"`` for an unlabelled
     feature."""
     if data.get("is_error"):
         return "error"

@@ -297,7 +297,9 @@ def _node_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
         order = sorted(range(len(names)), key=lambda i: (coords[names[i]][1], coords[names[i]][0]))
         positions = [""] * len(names)
         for rank, i in enumerate(order):
-            positions[i] = "top center" if rank % 2 == 0 or kind == "metric" else "bottom center"
+            positions[i] = "top center" if rank % 2 == 0 else "bottom center"
+            if kind != "features":  # beside the marker, clear of the features' labels
+                positions[i] = "middle left" if kind == "error nodes" else "top center"
         traces.append(
             go.Scatter(
                 x=[coords[n][0] for n in names],
@@ -306,7 +308,7 @@ def _node_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
                 mode="markers+text",
                 text=texts,
                 textposition=positions,
-                textfont={"size": 11, "color": "#202020"},
+                textfont={"size": 10, "color": "#202020"},
                 marker=marker,
                 hovertext=[_hover(n, d) for n, d in zip(names, datas, strict=True)],
                 hoverinfo="text",
