@@ -375,16 +375,15 @@ def discovery_options(options: Options, *, attribution: type, selection: type) -
         selection, "edge_threshold", type=float,
         help="keep edges with |weight| at least this (unless pruning by influence)",
     )  # fmt: skip
-    options.setting(
-        selection, "node_influence", type=float,
-        help="prune by cumulative influence instead of --edge-threshold: keep the nodes "
-        "carrying this share of the influence on the metric (circuit-tracer: 0.8)",
-    )  # fmt: skip
-    options.setting(
-        selection, "edge_influence", type=float,
-        help="prune by cumulative influence instead of --edge-threshold: keep the edges "
-        "carrying this share of the edge influence (circuit-tracer: 0.98)",
-    )  # fmt: skip
+    for name, kept in (
+        ("node_influence", "nodes carrying this share of the influence on the metric (0.8"),
+        ("edge_influence", "edges carrying this share of the edge influence (0.98"),
+    ):
+        options.setting(
+            selection, name, type=float,
+            help=f"prune by cumulative influence instead of --edge-threshold: keep the {kept} "
+            "in circuit-tracer)",
+        )  # fmt: skip
     options.setting(
         selection, "supernode_cosine", type=float,
         help="group features of one place whose decoder rows have at least this cosine into "

@@ -293,6 +293,14 @@ def check_viewer_file(document, graph):
     return kept
 
 
+def add_unlinked_feature(graph, *, effect):
+    """Add ``resid.2/23``, a feature node without any edge."""
+    graph.add_node(
+        "resid.2/23", place="resid.2", kind="resid", layer=2, feature=23, is_error=False,
+        position=-1, effect=effect, activation=1.0, label="",
+    )  # fmt: skip
+
+
 def uncantor(value):
     w = math.floor((math.sqrt(8 * value + 1) - 1) / 2)
     index = value - w * (w + 1) // 2
@@ -368,18 +376,7 @@ def test_neuronpedia_json(labelled, tmp_path):
 def test_neuronpedia_summed_circuit_shows_every_node(circuit, tmp_path):
     graph = circuit.copy()
     graph.graph["settings"] = dict(graph.graph["settings"], prompt="the keys", prompt_length=6)
-    graph.add_node(
-        "resid.2/23",
-        place="resid.2",
-        kind="resid",
-        layer=2,
-        feature=23,
-        is_error=False,
-        position=-1,
-        effect=0.5,
-        activation=1.0,
-        label="",
-    )  # fmt: skip  (no edge: left out)
+    add_unlinked_feature(graph, effect=0.5)  # no edge: left out
     to_neuronpedia(graph, tmp_path / "s.json")
     document = json.loads((tmp_path / "s.json").read_text())
     # one placeholder per position of the longest prompt; summed nodes at the last one
@@ -518,18 +515,7 @@ def reaches_metric(graph):
 
 def test_html_default_figure_is_the_pruned_circuit(labelled, tmp_path):
     graph = labelled[0].copy()
-    graph.add_node(
-        "resid.2/23",
-        place="resid.2",
-        kind="resid",
-        layer=2,
-        feature=23,
-        is_error=False,
-        position=-1,
-        effect=9.0,
-        activation=1.0,
-        label="",
-    )  # fmt: skip  (the strongest node, but no path to the metric)
+    add_unlinked_feature(graph, effect=9.0)  # the strongest node, but no path to the metric
     page = to_html(graph, tmp_path / "c.html").read_text()
     points = node_points(page)
     assert set(points) - {"metric"} == reaches_metric(graph)
