@@ -419,8 +419,9 @@ def _node_table(graph: nx.DiGraph, drawn: nx.DiGraph) -> str:
             f"{len(members)} features, effect {effect:+.4g}</summary>"
             f"<table><tbody>{inner}</tbody></table></details></td></tr>"
         )
+    count = sum(1 for _, d in graph.nodes(data=True) if not is_metric(d))
     return (
-        f"<details open><summary>{graph.number_of_nodes()} nodes of the circuit (✓: in the "
+        f"<details open><summary>the circuit's {count} nodes and the metric (✓: in the "
         f"figure)</summary><table><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></details>"
     )
