@@ -7,7 +7,8 @@ of which flag sets which setting, built with the parser, turns a ``ConfigError``
 settings (``node_threshold must be >= 0``) into one that names flags
 (``--node-threshold must be >= 0``).
 
-Errors a user can fix (a bad file, a bad name) print one line, ``error: ...``, and exit 2.
+Errors a user can fix (a bad file, a bad name) print one line, ``error: ...``, and exit 2;
+a result likely to mislead (``CircuitWarning``) prints one line, ``warning: ...``.
 The library is imported inside the commands, and only the command asked for builds its
 options (they import the library's configs), so that ``--help`` answers at once.
 """
@@ -20,11 +21,12 @@ import inspect
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, get_args
 
-from sparse_circuits.errors import ConfigError
+from sparse_circuits.errors import CircuitWarning, ConfigError
 from sparse_circuits.precision import PRECISIONS
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -392,8 +394,8 @@ def discovery_options(
 ) -> None:
     """The options ``discover``, ``demo`` and ``behaviours`` share: ``--method`` and
     ``--batch-size``, set in the config ``attribution``; ``--node-threshold``,
-    ``--edge-threshold`` and (with ``label_tokens``) ``--label-tokens``, set in the config
-    ``selection``."""
+    ``--edge-threshold``, ``--node-influence``, ``--edge-influence``, ``--supernode-cosine``
+    and (with ``label_tokens``) ``--label-tokens``, set in the config ``selection``."""
     from sparse_circuits.circuits.discovery.attribution import METHODS
 
     options.setting(
@@ -405,8 +407,23 @@ def discovery_options(
         selection, "node_threshold", type=float, help="keep nodes with |effect| at least this"
     )
     options.setting(
-        selection, "edge_threshold", type=float, help="keep edges with |weight| at least this"
-    )
+        selection, "edge_threshold", type=float,
+        help="keep edges with |weight| at least this (unless pruning by influence)",
+    )  # fmt: skip
+    for name, kept in (
+        ("node_influence", "nodes carrying this share of the influence on the metric (0.8"),
+        ("edge_influence", "edges carrying this share of the edge influence (0.98"),
+    ):
+        options.setting(
+            selection, name, type=float,
+            help=f"prune by cumulative influence instead of --edge-threshold: keep the {kept} "
+            "in circuit-tracer)",
+        )  # fmt: skip
+    options.setting(
+        selection, "supernode_cosine", type=float,
+        help="group features of one place whose decoder rows have at least this cosine into "
+        "supernodes (one node in the figure, expandable in its table)",
+    )  # fmt: skip
     if label_tokens:
         options.setting(
             selection, "label_tokens", type=int,
@@ -433,6 +450,10 @@ def discover_options(options: Options) -> None:
                     help="circuit JSON")  # fmt: skip
     options.setting(CircuitFiles, "html", type=Path, help="also write the interactive figure")
     options.setting(CircuitFiles, "graphml", type=Path, help="also write GraphML")
+    options.setting(
+        CircuitFiles, "neuronpedia", type=Path,
+        help="also write the Neuronpedia / circuit-tracer graph JSON",
+    )  # fmt: skip
 
 
 @command("find a sparse feature circuit for a prompt set", discover_options)
@@ -443,6 +464,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         CircuitFiles,
         DiscoverConfig,
         discover_and_write,
+        error_share,
     )
 
     files = config_from_args(CircuitFiles, args)  # a missing folder fails before the slow part
@@ -463,6 +485,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
                 "circuit": str(written.paths["circuit"]),
                 "nodes": graph.number_of_nodes() - 1,
                 "feature_nodes": n_features,
+                "error_share": round(error_share(graph), 3),
                 "edges": graph.number_of_edges(),
                 "metric_clean": graph.graph["metric_clean"],
                 "metric_patch": graph.graph["metric_patch"],
@@ -495,7 +518,10 @@ def evaluate_options(options: Options) -> None:
     )  # fmt: skip
 
 
-@command("faithfulness and completeness of a circuit by ablation", evaluate_options)
+@command(
+    "faithfulness and completeness of a circuit by ablation, and its graph scores",
+    evaluate_options,
+)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
 
@@ -945,12 +971,20 @@ def quiet_transformers() -> None:
     transformers.logging.disable_progress_bar()
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as ``warning: ...`` on stderr, one line (``warnings.showwarning``)."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[:1]).parse_args(argv)  # argv[0] names the command
     quiet_transformers()
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            warnings.simplefilter("always", CircuitWarning)
+            return args.run(args)
     except (ValueError, FileNotFoundError, OSError) as error:
         message = str(error)
         if isinstance(error, ConfigError):  # it names settings: name their flags

@@ -7,6 +7,7 @@ import json
 import re
 from typing import get_args
 
+import networkx as nx
 import pytest
 import torch
 
@@ -27,6 +28,7 @@ from sparse_circuits.circuits.discovery.discover import (
 from sparse_circuits.circuits.discovery.evaluate import evaluate_circuit_file
 from sparse_circuits.circuits.discovery.faithfulness import Ablation, ErrorNodes
 from sparse_circuits.circuits.discovery.graph import CircuitFileError, load_circuit, save_circuit
+from sparse_circuits.circuits.discovery.influence import graph_scores
 from sparse_circuits.circuits.discovery.metrics import METRICS
 from sparse_circuits.circuits.export import FORMATS
 from sparse_circuits.circuits.model.adapters import torch_module
@@ -470,13 +472,20 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert code == 0, err
     *lines, last = out.rstrip().splitlines()
     summary = json.loads(last)
-    assert set(summary) == {"circuit", "html", "graphml", "prompts", "nodes", "edges",
-                            "faithfulness", "completeness", "precision", "seconds"}  # fmt: skip
+    assert set(summary) == {"circuit", "html", "graphml", "neuronpedia", "prompts", "nodes",
+                            "edges", "faithfulness", "completeness", "figure_nodes",
+                            "replacement_score", "completeness_score", "precision",
+                            "seconds"}  # fmt: skip
     assert summary["precision"] == resolve_precision("auto").name  # the default, announced
     assert summary["prompts"] == {
         split: str(agreement_file("simple", split)) for split in ("train", "test")
     }
-    files = {"circuit": "circuit.json", "html": "circuit.html", "graphml": "circuit.graphml"}
+    files = {
+        "circuit": "circuit.json",
+        "html": "circuit.html",
+        "graphml": "circuit.graphml",
+        "neuronpedia": "circuit.neuronpedia.json",
+    }
     for name, file in files.items():
         assert summary[name] == str(tmp_path / "demo" / file)
         assert f"{name:>8}: {summary[name]}" in lines
@@ -485,6 +494,10 @@ def test_demo_on_a_tiny_model(capsys, tmp_path):
     assert graph.graph["settings"]["prompts"] == summary["prompts"]["train"]
     assert summary["edges"] == graph.number_of_edges()
     assert summary["nodes"] == graph.number_of_nodes() - 1 == 10
+    scores = graph_scores(graph)
+    assert summary["completeness_score"] == round(scores.completeness, 3)
+    reaching = {n for n in graph if n != "metric" and nx.has_path(graph, n, "metric")}
+    assert summary["figure_nodes"] == len(reaching)
     result = evaluate_circuit_file(summary["circuit"], summary["prompts"]["test"])
     assert 0 < abs(result["faithfulness"]) and result["nodes"] == 10
     assert summary["faithfulness"] == round(result["faithfulness"], 3)
@@ -539,3 +552,148 @@ def test_evaluate_uses_the_metric_recorded_in_the_circuit(workspace, capsys, tmp
             for b in batches
         ]
     assert result["m_full"] == pytest.approx(float(torch.cat(clean).mean()), rel=1e-4)
+
+
+def test_evaluate_warns_when_faithfulness_is_ill_conditioned(workspace, capsys, monkeypatch):
+    """|m(full) - m(empty)| under ILL_CONDITIONED of |m(full)| warns, once, on one line, and is
+    recorded; just above it, nothing."""
+    from sparse_circuits.circuits.discovery import evaluate
+    from sparse_circuits.circuits.discovery.faithfulness import CircuitScore
+    from sparse_circuits.errors import CircuitWarning
+
+    root = workspace
+    circuit = root / "c.json"
+    if not circuit.exists():
+        test_discover_evaluate_export(workspace, capsys)
+    assert evaluate.ILL_CONDITIONED == 0.1
+    spans = {"ill": 0.19, "fine": 0.21}  # m(full) 2.0: the bound is 0.2
+    for name, span in spans.items():
+        score = CircuitScore(5, 0.5, 0.5, 1.9, 1.9, 2.0, 2.0 - span)
+        monkeypatch.setattr(evaluate, "score_selection", lambda *a, s=score, **k: [s])
+        if name == "ill":
+            with pytest.warns(CircuitWarning, match=r"faithfulness is ill-conditioned: .* 0\.19"):
+                result = evaluate.evaluate_circuit_file(circuit, root / "prompts.jsonl")
+            assert len(result["warnings"]) == 1
+            assert "balanced prompts" in result["warnings"][0]
+            assert "zero ablation" in result["warnings"][0]
+        else:
+            result = evaluate.evaluate_circuit_file(circuit, root / "prompts.jsonl")
+            assert result["warnings"] == []
+    code, out, err = run(
+        capsys, "evaluate", "--circuit", circuit, "--prompts", root / "prompts.jsonl"
+    )
+    assert code == 0 and err == ""
+    monkeypatch.setattr(
+        evaluate, "score_selection", lambda *a, **k: [CircuitScore(5, 9, 9, 1.9, 1.9, 2.0, 1.99)]
+    )
+    code, out, err = run(
+        capsys, "evaluate", "--circuit", circuit, "--prompts", root / "prompts.jsonl"
+    )
+    assert code == 0
+    assert err.startswith("warning: faithfulness is ill-conditioned") and len(err.splitlines()) == 1
+    assert json.loads(out)["warnings"] == [err.removeprefix("warning: ").strip()]
+
+
+def test_evaluate_reports_graph_scores(workspace, capsys):
+    from sparse_circuits.circuits.discovery.influence import graph_scores
+
+    root = workspace
+    if not (root / "c.json").exists():
+        test_discover_evaluate_export(workspace, capsys)
+    result = evaluate_circuit_file(root / "c.json", root / "prompts.jsonl")
+    scores = graph_scores(load_circuit(root / "c.json"))
+    assert result["replacement_score"] == pytest.approx(scores.replacement, nan_ok=True)
+    assert result["completeness_score"] == pytest.approx(scores.completeness)
+    assert 0 <= result["completeness_score"] <= 1
+
+
+def test_discover_warns_when_error_nodes_carry_most_of_the_effect(workspace, capsys):
+    import warnings
+
+    from sparse_circuits.circuits.discovery.discover import ERROR_SHARE, error_share
+    from sparse_circuits.errors import CircuitWarning
+
+    root = workspace
+    model, adapter = load_model(root / "model")
+    dictionaries = load_dictionary_set(root / "dicts")
+    batches = load_prompt_batches(model.tokenizer, root / "prompts.jsonl")
+    warned = {}
+    for name, config in (
+        ("top 12", DiscoverConfig(AttributionConfig(), top_k=12)),
+        ("pruned", DiscoverConfig(AttributionConfig(), top_k=12, node_influence=0.8)),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            graph, effects = discover_circuit(
+                model, adapter, dictionaries, batches, config, progress=False
+            )
+        # the share, recomputed from the node effects the circuit was selected from
+        nodes = [d for n, d in graph.nodes(data=True) if n != "metric"]
+        errors = sum(abs(float(effects.errors[d["place"]])) for d in nodes if d["is_error"])
+        features = sum(
+            abs(float(effects.features[d["place"]][d["feature"]]))
+            for d in nodes
+            if not d["is_error"]
+        )
+        share = errors / (errors + features)
+        assert error_share(graph) == pytest.approx(share)
+        ours = [w for w in caught if issubclass(w.category, CircuitWarning)]
+        assert len(ours) == (share > ERROR_SHARE)
+        if ours:
+            assert str(ours[0].message).startswith(f"error nodes carry {share:.0%} of the")
+        warned[name] = bool(ours)
+    assert warned == {"top 12": False, "pruned": True}  # both sides of the bound are seen
+    # the command line: one line on stderr, the share in the summary
+    code, out, err = run(
+        capsys, "discover", "--model", root / "model", "--dictionaries", root / "dicts",
+        "--prompts", root / "prompts.jsonl", "--top-k", "12", "--node-influence", "0.8",
+        "--out", root / "w.json",
+    )  # fmt: skip
+    assert code == 0
+    (line,) = [line for line in err.splitlines() if "warning" in line]  # besides progress bars
+    assert line.startswith("warning: error nodes carry") and "lower reconstruction error" in line
+    assert json.loads(out)["error_share"] == pytest.approx(share, abs=1e-3)
+
+
+def test_discover_prunes_by_influence(workspace, capsys):
+    from sparse_circuits.circuits.discovery.influence import prune_by_influence
+
+    root = workspace
+    model, adapter = load_model(root / "model")
+    dictionaries = load_dictionary_set(root / "dicts")
+    batches = load_prompt_batches(model.tokenizer, root / "prompts.jsonl")
+    options = {"progress": False}
+    whole, _ = discover_circuit(
+        model, adapter, dictionaries, batches,
+        DiscoverConfig(AttributionConfig(), top_k=12, edge_threshold=0.0), **options,
+    )  # fmt: skip
+    pruned, _ = discover_circuit(
+        model, adapter, dictionaries, batches,
+        DiscoverConfig(AttributionConfig(), top_k=12, node_influence=0.8, edge_influence=0.98),
+        **options,
+    )  # fmt: skip
+    expected = prune_by_influence(whole, node_share=0.8, edge_share=0.98)
+    assert set(pruned.nodes) == set(expected.nodes) and set(pruned.edges) == set(expected.edges)
+    assert pruned.number_of_nodes() < whole.number_of_nodes()
+    assert pruned.graph["settings"]["node_influence"] == 0.8
+    assert pruned.graph["settings"]["edge_threshold"] is None
+    with pytest.raises(ConfigError, match="node_influence must be between 0 and 1, got 1.2"):
+        DiscoverConfig(AttributionConfig(), node_influence=1.2)
+    with pytest.raises(ConfigError, match="supernode_cosine must be between -1 and 1, got 3"):
+        DiscoverConfig(AttributionConfig(), supernode_cosine=3)
+    grouped, _ = discover_circuit(
+        model, adapter, dictionaries, batches,
+        DiscoverConfig(AttributionConfig(), top_k=12, supernode_cosine=-1.0), **options,
+    )  # fmt: skip
+    # cosine >= -1 links every pair: one supernode per place with two or more features
+    for place in dictionaries:
+        names = [
+            n for n, d in grouped.nodes(data=True) if d["place"] == place and not d["is_error"]
+        ]
+        groups = {grouped.nodes[n].get("supernode") for n in names}
+        assert groups == ({f"{place}/S1"} if len(names) > 1 else {None})
+    code, _, err = run(
+        capsys, "discover", "--model", root / "model", "--dictionaries", root / "dicts",
+        "--prompts", root / "prompts.jsonl", "--edge-influence", "2", "--out", root / "x.json",
+    )  # fmt: skip
+    assert code == 2 and "--edge-influence must be between 0 and 1, got 2.0" in err

@@ -79,7 +79,8 @@ def test_export_and_plot(tiny_circuit, tmp_path):
 
     neuronpedia = json.loads((folder / "circuit.np.json").read_text())
     assert {"metadata", "qParams", "nodes", "links"} <= set(neuronpedia)
-    assert {n["circuit_node"] for n in neuronpedia["nodes"]} == set(circuit.nodes)
+    linked = {n for edge in circuit.edges for n in edge} | {"metric"}  # unlinked ones left out
+    assert {n["circuit_node"] for n in neuronpedia["nodes"]} == linked
     assert len(neuronpedia["links"]) == circuit.number_of_edges()
 
     html = (folder / "circuit.html").read_text()

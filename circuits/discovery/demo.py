@@ -3,9 +3,10 @@ dictionaries, checked on held-out prompts (the ``demo`` command; README, "Faithf
 
 1. Load the model; unless places are given, choose ``resid`` at ``n_places`` evenly spaced
    layers of its real depth (``places.spaced_layers``); load those places' dictionaries.
-2. Discover the circuit on the template's training split and write it as JSON, an interactive
-   HTML figure and GraphML (``discover.discover_and_write``).
-3. Score the selected nodes' faithfulness and completeness on the template's test split.
+2. Discover the circuit on the template's training split and write it as JSON, the readable
+   HTML figure, GraphML and the Neuronpedia graph JSON (``discover.discover_and_write``).
+3. Score the selected nodes' faithfulness and completeness on the template's test split, and
+   the graph's replacement and completeness scores (``discovery.influence``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sparse_circuits.circuits.discovery.discover import (
     load_prompt_batches,
 )
 from sparse_circuits.circuits.discovery.faithfulness import CircuitScore, score_selection
+from sparse_circuits.circuits.discovery.influence import GraphScores, graph_scores
 from sparse_circuits.circuits.discovery.nodes import select_nodes
 from sparse_circuits.circuits.model.loading import DEFAULT_MODEL, load_model
 from sparse_circuits.circuits.model.places import spaced_layers
@@ -63,7 +65,13 @@ class DemoConfig:
     """Keep nodes with |effect| at least this, in logit-difference units; the README's
     faithfulness curve shows why this value."""
     edge_threshold: float = 0.02
-    """Keep edges with |weight| at least this."""
+    """Keep edges with |weight| at least this (unless pruning by influence)."""
+    node_influence: float | None = None
+    """Prune by cumulative influence instead (``DiscoverConfig.node_influence``)."""
+    edge_influence: float | None = None
+    """Prune by cumulative influence instead (``DiscoverConfig.edge_influence``)."""
+    supernode_cosine: float | None = None
+    """Group similar features into supernodes (``DiscoverConfig.supernode_cosine``)."""
     label_tokens: int = 4096
     """Corpus tokens scanned for the top activating contexts of each feature node (0: none)."""
     batch_size: int = 32
@@ -87,6 +95,9 @@ class DemoConfig:
             AttributionConfig(method=self.method, batch_size=self.batch_size),
             node_threshold=self.node_threshold,
             edge_threshold=self.edge_threshold,
+            node_influence=self.node_influence,
+            edge_influence=self.edge_influence,
+            supernode_cosine=self.supernode_cosine,
             label_tokens=self.label_tokens,
         )
 
@@ -96,7 +107,7 @@ class DemoResult:
     """What ``run_demo`` wrote and measured."""
 
     paths: dict[str, Path]
-    """``circuit``, ``html``, ``graphml`` -> the file written."""
+    """``circuit``, ``html``, ``graphml``, ``neuronpedia`` -> the file written."""
     prompts: dict[str, Path]
     """``train`` (the circuit's prompts) and ``test`` (held out) -> prompt file."""
     places: list[str]
@@ -107,6 +118,10 @@ class DemoResult:
     """Edges of the circuit."""
     precision: str
     """Precision of the model's products the run used (``float32``, ``bfloat16``)."""
+    figure_nodes: int
+    """Nodes the figure draws (``export.html.figure_circuit``), the metric left out."""
+    graph_scores: GraphScores
+    """circuit-tracer's replacement and completeness scores of the circuit graph."""
     seconds: float
     """Wall time of the whole run."""
 
@@ -120,6 +135,9 @@ class DemoResult:
             "faithfulness": round(self.score.faithfulness, 3),
             "completeness": round(self.score.completeness, 3),
             "precision": self.precision,
+            "figure_nodes": self.figure_nodes,
+            "replacement_score": round(self.graph_scores.replacement, 3),
+            "completeness_score": round(self.graph_scores.completeness, 3),
             "seconds": round(self.seconds, 1),
         }
 
@@ -133,15 +151,18 @@ def run_demo(
     precision: Precision = "auto",
     progress: bool = True,
 ) -> DemoResult:
-    """Discover the demo's circuit on ``model``, write ``circuit.json``, ``circuit.html`` and
-    ``circuit.graphml`` into the folder ``out`` (made if missing) and score the circuit on
-    the held-out prompts."""
+    """Discover the demo's circuit on ``model``, write ``circuit.json``, ``circuit.html`` (the
+    readable figure), ``circuit.graphml`` and ``circuit.neuronpedia.json`` into the folder
+    ``out`` (made if missing) and score the circuit on the held-out prompts."""
     started = time.perf_counter()
     config = config or DemoConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = CircuitFiles(
-        out / "circuit.json", html=out / "circuit.html", graphml=out / "circuit.graphml"
+        out / "circuit.json",
+        html=out / "circuit.html",
+        graphml=out / "circuit.graphml",
+        neuronpedia=out / "circuit.neuronpedia.json",
     )
     lm, adapter = load_model(model, device=device, precision=precision)
     places = config.places or [
@@ -159,6 +180,9 @@ def run_demo(
     (score,) = score_selection(
         lm, adapter, dictionaries, test_batches, [selection], progress=progress
     )
+    from sparse_circuits.circuits.export.html import figure_circuit
+
+    drawn, _ = figure_circuit(written.graph)
     return DemoResult(
         paths=written.paths,
         prompts=prompts,
@@ -166,5 +190,7 @@ def run_demo(
         score=score,
         n_edges=written.graph.number_of_edges(),
         precision=precision_name(adapter.dtype),
+        figure_nodes=drawn.number_of_nodes() - 1,
+        graph_scores=graph_scores(written.graph),
         seconds=time.perf_counter() - started,
     )

@@ -6,12 +6,17 @@
    (``metrics.METRICS``).
 2. Turn its nodes back into selection masks and score faithfulness and completeness on the
    prompts by ablation (``circuits.faithfulness``), with that metric.
-3. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
+3. Warn (``CircuitWarning``) and record under ``warnings`` when faithfulness is
+   ill-conditioned: ``|m(full) - m(empty)|`` under ``ILL_CONDITIONED`` of ``|m(full)|``.
+4. circuit-tracer's replacement and completeness scores of the circuit graph
+   (``circuits.discovery.influence``), from its edges alone.
+5. With ``curve``, recompute node effects on the circuit's own prompts with its own method,
    sweep log-spaced node thresholds, score each on the given prompts and plot the curve.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -32,13 +37,42 @@ from sparse_circuits.circuits.discovery.graph import (
     load_circuit,
     selection_from_circuit,
 )
+from sparse_circuits.circuits.discovery.influence import graph_scores
 from sparse_circuits.circuits.discovery.metrics import METRICS, Metric
 from sparse_circuits.circuits.model.loading import load_model
 from sparse_circuits.dictionaries.sets import load_dictionary_set
+from sparse_circuits.errors import CircuitWarning
 from sparse_circuits.files import require_folder
 from sparse_circuits.precision import Precision, precision_name
 
-__all__ = ["evaluate_circuit_file", "curve_thresholds", "recorded_metric"]
+__all__ = [
+    "ILL_CONDITIONED",
+    "evaluate_circuit_file",
+    "curve_thresholds",
+    "recorded_metric",
+    "ill_conditioned",
+]
+
+ILL_CONDITIONED = 0.1
+"""Faithfulness divides by ``m(full) - m(empty)``; when that is under this fraction of
+``|m(full)|`` the ablated model still does most of the task and small differences of
+``m(C)`` swing the ratio far outside [0, 1] (faithfulness 1.58 and -1.04 were seen with
+prompts that all had singular subjects)."""
+
+
+def ill_conditioned(m_full: float, m_empty: float) -> str | None:
+    """The one-line warning when ``|m_full - m_empty|`` is under ``ILL_CONDITIONED`` of
+    ``|m_full|``, else ``None``."""
+    span = abs(m_full - m_empty)
+    if not span < ILL_CONDITIONED * abs(m_full):
+        return None
+    return (
+        f"faithfulness is ill-conditioned: |m(full) - m(empty)| = {span:.3g} is under "
+        f"{ILL_CONDITIONED:g} of |m(full)| = {abs(m_full):.3g}, so the fully ablated model "
+        "still does the task (likely every prompt shares what the metric reads, e.g. all "
+        "subjects singular, and mean ablation keeps it); evaluate on balanced prompts or with "
+        "zero ablation"
+    )
 
 
 def curve_thresholds(effects, n: int = 12) -> list[float]:
@@ -88,9 +122,11 @@ def evaluate_circuit_file(
     curve: str | Path | None = None,
 ) -> dict[str, Any]:
     """Faithfulness and completeness of the circuit file ``circuit`` on the prompt file
-    ``prompts``, with the metric, places and attribution settings it was discovered with;
-    with ``curve``, also the threshold sweep, plotted there (HTML). ``precision`` defaults to
-    the circuit's own (float32 for circuits that record none); the scores record it."""
+    ``prompts``, with the metric, places and attribution settings it was discovered with,
+    and the graph's replacement and completeness scores; a ``CircuitWarning`` (also listed
+    under ``warnings``) when faithfulness is ill-conditioned; with ``curve``, also the
+    threshold sweep, plotted there (HTML). ``precision`` defaults to the circuit's own
+    (float32 for circuits that record none); the scores record it."""
     graph = load_circuit(circuit)
     settings = graph.graph["settings"]
     model_name = model or settings.get("model")
@@ -125,7 +161,14 @@ def evaluate_circuit_file(
         "ablation": ablation,
         "errors": errors,
         "precision": precision_name(adapter.dtype),
+        "warnings": [],
     }
+    warning = ill_conditioned(score.m_full, score.m_empty)
+    if warning is not None:
+        warnings.warn(warning, CircuitWarning, stacklevel=2)
+        result["warnings"].append(warning)
+    scores = graph_scores(graph)
+    result.update(replacement_score=scores.replacement, completeness_score=scores.completeness)
     if curve is not None:
         discovery = load_prompt_batches(
             lm.tokenizer, settings.get("prompts", prompts), aggregation=aggregation

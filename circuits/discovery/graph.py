@@ -15,6 +15,11 @@ Meaning of the graph (the one place it is defined):
 - **Graph attributes**: ``settings`` (model, dictionaries, method, steps, aggregation,
   thresholds, metric, precision, number of examples, prompts) and ``metric_clean``/``metric_patch``.
 
+List-valued attributes: ``top_contexts`` (set by ``labels.label_circuit``) is a list of
+``{"activation", "text", "context", "position"}``, highest first. The circuit JSON keeps it a
+list; GraphML, whose values are scalars, holds it (and any other list or dictionary) as JSON
+text, ``json.loads`` gives the list back (``circuits.export.graphml``).
+
 The JSON file holds ``schema``, ``settings``, ``metric_clean``, ``metric_patch``, ``nodes``
 (each node's attributes plus ``id``) and ``edges`` (``source``, ``target``, ``weight``).
 """
@@ -22,6 +27,7 @@ The JSON file holds ``schema``, ``settings``, ``metric_clean``, ``metric_patch``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ __all__ = [
     "load_circuit",
     "CircuitFileError",
     "selection_from_circuit",
+    "is_metric",
 ]
 
 SCHEMA = "sparse-circuits/circuit@1"
@@ -51,6 +58,11 @@ SCHEMA = "sparse-circuits/circuit@1"
 
 class CircuitFileError(ValueError):
     """A circuit file that cannot be read; the message names it."""
+
+
+def is_metric(data: Mapping[str, Any]) -> bool:
+    """Whether a node's data is the metric node's."""
+    return data.get("kind") == "metric" or data.get("place") == "metric"
 
 
 def _place_attributes(place: str, n_layers: int) -> dict[str, Any]:

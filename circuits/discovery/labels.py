@@ -12,7 +12,9 @@ feature at 0 is inactive), so a rarely active feature may get fewer than ``k``. 
 Each hit is ``{"activation", "text", "context", "position"}``: ``text`` is the window of up to
 ``window`` decoded tokens ending at the hit, the hit token marked ``«token»`` (newlines shown
 as ``↵``); ``context`` and ``position`` index ``contexts_NT``. ``label_circuit`` writes them
-onto the circuit graph: a short ``label`` and the full list as ``top_contexts``.
+onto the circuit graph: a ``label`` (the first contexts' texts) and the full list as
+``top_contexts``; ``short_label`` makes the few characters a figure prints beside a node from
+the marked tokens of the top contexts.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "label_circuit",
     "feature_nodes",
     "marked_window",
+    "short_label",
 ]
 
 LABEL_CONTEXT_LENGTH = 64
@@ -63,6 +66,26 @@ def marked_window(tokenizer: Any, ids: list[int]) -> str:
     if not token:  # "«»" would hide which token it was
         token, lead = last.replace(" ", "␣"), ""
     return f"{prefix}{lead}«{token}»".replace("\n", "↵")
+
+
+def short_label(data: Mapping[str, Any], *, n: int = 2, width: int = 9) -> str:
+    """A few characters naming a node: the distinct marked tokens (``«token»``) of its first
+    top contexts, up to ``n`` of them, each cut to ``width`` characters, joined by ``/``
+    (``"are/were"``), short enough for a figure's neighbouring labels not to overlap;
+    ``"error"`` for an error node; ``"#<feature>"`` for an unlabelled
+    feature."""
+    if data.get("is_error"):
+        return "error"
+    tokens: list[str] = []
+    for hit in data.get("top_contexts") or []:
+        text = str(hit.get("text", "")) if isinstance(hit, Mapping) else str(hit)
+        token = text.rpartition("«")[2].partition("»")[0].strip() if "«" in text else ""
+        token = token[:width] + "…" if len(token) > width else token
+        if token and token not in tokens:
+            tokens.append(token)
+        if len(tokens) == n:
+            break
+    return "/".join(tokens) if tokens else f"#{data.get('feature')}"
 
 
 def top_activating_contexts(

@@ -13,6 +13,8 @@ import networkx as nx
 import numpy as np
 import torch
 
+from sparse_circuits.circuits.discovery.graph import is_metric
+
 __all__ = [
     "plain",
     "number",
@@ -68,11 +70,6 @@ def item_text(item: Any) -> str:
             return f"{item['text']}{suffix}"
         return json.dumps(json_safe(item), sort_keys=True, ensure_ascii=False)
     return str(item)
-
-
-def is_metric(data: Mapping[str, Any]) -> bool:
-    """Whether a node's data is the metric node's."""
-    return data.get("kind") == "metric" or data.get("place") == "metric"
 
 
 def n_layers_of(graph: nx.DiGraph) -> int:

@@ -4,8 +4,10 @@
 Every value is a GraphML scalar: ``boolean`` (written ``true``/``false``), ``long``, ``double``
 or ``string``; one type per attribute name (integers mixed with floats become ``double``;
 anything else mixed becomes ``string``). A missing value, ``None``, NaN or an infinity is left
-out of that node's (edge's) data, so an error node has no ``activation``. Lists are joined with
-`` | `` (a top-context dictionary as ``text (activation)``); dictionaries become JSON text. The
+out of that node's (edge's) data, so an error node has no ``activation``. Lists and
+dictionaries become JSON text (a ``string``): a node's ``top_contexts`` reads back with
+``json.loads(data["top_contexts"])`` as the list of ``{"activation", "text", "context",
+"position"}`` it was (``circuits.discovery.graph``, "GraphML"). The
 graph's ``settings`` are flattened to string attributes ``settings.<key>[.<subkey>...]`` (lists
 and other non-scalars as JSON text); the other graph attributes (``metric_clean``,
 ``metric_patch``) stay numbers. Characters XML 1.0 cannot hold (control characters) become
@@ -24,7 +26,7 @@ from typing import Any
 
 import networkx as nx
 
-from sparse_circuits.circuits.export.common import item_text, json_safe, plain
+from sparse_circuits.circuits.export.common import json_safe, plain
 from sparse_circuits.files import atomic_path
 
 __all__ = ["to_graphml"]
@@ -45,10 +47,8 @@ def _graphml_scalar(value: Any) -> bool | int | float | str | None:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, list | tuple):
-        return " | ".join(item_text(item) for item in value)
-    if isinstance(value, Mapping):
-        return json.dumps(json_safe(value), sort_keys=True, ensure_ascii=False)
+    if isinstance(value, list | tuple | Mapping):
+        return json.dumps(json_safe(value), ensure_ascii=False)
     return str(value)
 
 

@@ -1,15 +1,30 @@
-"""HTML export of a circuit (``to_html``): a self-contained plotly figure (plotly.js inlined).
+"""HTML export of a circuit (``to_html``): a self-contained plotly figure (plotly.js inlined)
+that a person can read, and a table of every node.
 
-Rows bottom to top are the circuit's places in forward order (embed, then per layer attn,
-mlp_in, mlp, resid), the metric at the top. With per-position nodes (``position >= 0``) x is
-the position (nodes sharing a place and position spread around it); with summed nodes each
-place's nodes spread left to right by effect, most negative left. Colour is the effect's sign
-(blue positive, red negative), size grows with |effect|; error nodes are squares, features
-circles, the metric a diamond. Edges are drawn as a few line traces (sign x |weight| bucket),
-so a thousand edges stay fast; hovering a node shows its id, place, effect, activation and
-label (top activating contexts when labelled), hovering an edge's midpoint its ends and weight.
-Below the figure, a table of the nodes. ``render_png`` (``export.png``) screenshots such a file
-with headless Chromium.
+What the figure shows (``figure_circuit``):
+
+1. By default the pruned circuit: the nodes with a path to the metric along the circuit's
+   edges (which passed the edge threshold), at most ``max_nodes`` (60): the strongest by
+   influence on the metric through the graph (``discovery.influence.node_influence``), then
+   again only those that still reach the metric. A circuit without any such path shows its
+   ``max_nodes`` largest |effect| nodes instead, and says so in the title. ``pruned=False``
+   draws every node.
+2. Supernodes (``discovery.supernodes``, marked at discovery by decoder cosine): the members
+   of one are drawn as one hexagon (effects summed, edges summed), listed in the node table
+   under it.
+
+How it is drawn: rows bottom to top are the circuit's places in forward order (embed, then per
+layer attn, mlp_in, mlp, resid), the metric at the top. With per-position nodes
+(``position >= 0``) x is the position and the prompt's tokens (``settings["prompt_tokens"]``)
+are written under the axis; with summed nodes each place's nodes spread left to right by
+effect, most negative left. Every feature carries a visible short label from its top
+activating tokens (``labels.short_label``), the full contexts on hover. Colour is the
+effect's sign (blue positive, red negative), size grows with |effect|; features are circles,
+error nodes grey squares with a border of their sign's colour (sized by effect too), the
+metric a black diamond. Edges are line traces by sign and |weight| bucket, width by |weight|,
+colour by sign (a few traces, so a thousand edges stay fast); hovering an edge's midpoint
+shows its ends and weight. ``render_png`` (``export.png``) screenshots the file with headless
+Chromium.
 """
 
 from __future__ import annotations
@@ -23,6 +38,8 @@ from typing import Any
 import networkx as nx
 import plotly.graph_objects as go
 
+from sparse_circuits.circuits.discovery.influence import node_influence
+from sparse_circuits.circuits.discovery.labels import short_label
 from sparse_circuits.circuits.export.common import (
     is_metric,
     item_text,
@@ -33,17 +50,86 @@ from sparse_circuits.circuits.export.common import (
 from sparse_circuits.circuits.model.places import parse_place
 from sparse_circuits.files import write_text_atomic
 
-__all__ = ["to_html"]
+__all__ = ["MAX_NODES", "figure_circuit", "to_html"]
+
+MAX_NODES = 60
+"""Nodes a figure shows at most by default: a few dozen labels stay readable on one screen."""
 
 POSITIVE = "#2166ac"
 NEGATIVE = "#b2182b"
 NEUTRAL = "#8c8c8c"
+ERROR_FILL = "#d0d0d0"
 
 
-def _strength(data: Mapping[str, Any]) -> float:
-    """|effect|, 0 when missing."""
+def _effect(data: Mapping[str, Any]) -> float:
+    """The effect, 0 when missing."""
     effect = number(data.get("effect"))
-    return 0.0 if math.isnan(effect) else abs(effect)
+    return 0.0 if math.isnan(effect) else effect
+
+
+def _sign_colour(effect: float) -> str:
+    return NEUTRAL if effect == 0 else POSITIVE if effect > 0 else NEGATIVE
+
+
+def figure_circuit(
+    graph: nx.DiGraph, *, max_nodes: int | None = MAX_NODES, pruned: bool = True
+) -> tuple[nx.DiGraph, str]:
+    """Step 1: the subgraph the figure draws (with the metric), and a note on what it is."""
+    if max_nodes is not None and max_nodes < 1:
+        raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
+    metric = next((n for n, d in graph.nodes(data=True) if is_metric(d)), None)
+    others = [n for n, d in graph.nodes(data=True) if not is_metric(d)]
+    limit = len(others) if max_nodes is None else max_nodes
+    if not pruned:
+        strongest = sorted(others, key=lambda n: -abs(_effect(graph.nodes[n])))[:limit]
+        note = "every node" if len(strongest) == len(others) else "the strongest by |effect|"
+        return graph.subgraph(strongest + ([metric] if metric else [])).copy(), note
+    reaching = set(nx.ancestors(graph, metric)) if metric is not None else set()
+    if not reaching:
+        strongest = sorted(others, key=lambda n: -abs(_effect(graph.nodes[n])))[:limit]
+        note = "no edge path reaches the metric: the strongest by |effect|"
+        return graph.subgraph(strongest + ([metric] if metric else [])).copy(), note
+    influence = node_influence(graph)
+    kept = sorted(reaching, key=lambda n: (-influence[n], -abs(_effect(graph.nodes[n]))))
+    kept = set(kept[:limit])
+    while True:  # dropping weak nodes may cut a stronger node's only path
+        still = set(nx.ancestors(graph.subgraph(kept | {metric}), metric))
+        if still == kept:
+            break
+        kept = still
+    note = "those with a path to the metric"
+    if len(kept) < len(reaching):
+        note += f", the {len(kept)} most influential"
+    return graph.subgraph([n for n in graph if n in kept or n == metric]).copy(), note
+
+
+def _collapse_supernodes(graph: nx.DiGraph) -> nx.DiGraph:
+    """Step 2: each supernode's members as one node (id the supernode's name, effect and
+    activation summed, ``members`` their ids); edges between groups summed."""
+    group = {n: str(d.get("supernode") or n) for n, d in graph.nodes(data=True)}
+    collapsed = nx.DiGraph(**graph.graph)
+    for name, data in graph.nodes(data=True):
+        key = group[name]
+        if key == name:
+            collapsed.add_node(name, **data)
+            continue
+        if key not in collapsed:
+            blank = {"effect": 0.0, "activation": float("nan"), "label": "", "feature": -1}
+            collapsed.add_node(key, **{**data, **blank, "members": [], "top_contexts": []})
+        node = collapsed.nodes[key]
+        node["effect"] += _effect(data)
+        node["members"].append(name)
+        node["top_contexts"] += list(data.get("top_contexts") or [])
+    for node in collapsed.nodes.values():
+        if node.get("members"):
+            node["top_contexts"].sort(key=lambda hit: -number(hit.get("activation")))
+            node["label"] = f"{len(node['members'])} features: " + ", ".join(node["members"])
+    for u, v, weight in graph.edges(data="weight"):
+        a, b = group[u], group[v]
+        if a != b:
+            previous = collapsed.edges[a, b]["weight"] if collapsed.has_edge(a, b) else 0.0
+            collapsed.add_edge(a, b, weight=previous + number(weight))
+    return collapsed
 
 
 def _layout(graph: nx.DiGraph) -> tuple[dict[str, tuple[float, float]], list[str], bool]:
@@ -60,13 +146,8 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[str, tuple[float, float]], list[str
         key = (data["place"], int(data.get("position", -1))) if positional else (data["place"],)
         groups.setdefault(key, []).append(name)
     coords: dict[str, tuple[float, float]] = {}
-
-    def effect_of(n: str) -> float:
-        e = number(graph.nodes[n].get("effect"))
-        return 0.0 if math.isnan(e) else e
-
     for key, members in groups.items():
-        members.sort(key=lambda n: (effect_of(n), str(n)))
+        members.sort(key=lambda n: (_effect(graph.nodes[n]), str(n)))
         count = len(members)
         y = float(row_of[key[0]])
         for i, name in enumerate(members):
@@ -86,7 +167,13 @@ def _layout(graph: nx.DiGraph) -> tuple[dict[str, tuple[float, float]], list[str
 def _hover(name: str, data: Mapping[str, Any]) -> str:
     parts = [f"<b>{html.escape(str(name))}</b>"]
     if not is_metric(data):
-        what = "error" if data.get("is_error") else f"feature {data.get('feature')}"
+        what = (
+            f"supernode of {len(data['members'])}"
+            if data.get("members")
+            else "error"
+            if data.get("is_error")
+            else f"feature {data.get('feature')}"
+        )
         where = int(data.get("position", -1))
         parts.append(
             f"{html.escape(str(data.get('place')))} · {what}"
@@ -99,7 +186,7 @@ def _hover(name: str, data: Mapping[str, Any]) -> str:
     contexts = data.get("top_contexts")
     if isinstance(contexts, list | tuple) and contexts:
         parts.append("top contexts:")
-        for item in contexts:
+        for item in contexts[:8]:
             parts.append("&nbsp;&nbsp;" + html.escape(item_text(item)))
     elif data.get("label"):
         parts.append(html.escape(str(data["label"])))
@@ -130,7 +217,7 @@ def _edge_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
             ys += [coords[u][1], coords[v][1], None]
         low, high = bucket / len(widths) * biggest, (bucket + 1) / len(widths) * biggest
         sign = "+" if positive else "−"
-        colour = "rgba(33,102,172,0.45)" if positive else "rgba(178,24,43,0.45)"
+        colour = "rgba(33,102,172,0.5)" if positive else "rgba(178,24,43,0.5)"
         traces.append(
             go.Scatter(
                 x=xs,
@@ -138,7 +225,7 @@ def _edge_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
                 mode="lines",
                 line={"width": widths[bucket], "color": colour},
                 hoverinfo="skip",
-                name=f"{'positive' if positive else 'negative'} edges",
+                name=f"{'positive' if positive else 'negative'} edges (width: |weight|)",
                 legendgroup=f"edges{sign}",
                 showlegend=positive not in in_legend,
                 meta=f"|weight| {low:.3g} to {high:.3g}",
@@ -164,53 +251,66 @@ def _edge_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
 
 
 def _node_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> list[go.Scatter]:
-    effects = [
-        abs(number(d.get("effect")))
-        for _, d in graph.nodes(data=True)
-        if not is_metric(d) and not math.isnan(number(d.get("effect")))
-    ]
-    biggest = max(effects, default=0.0) or 1.0
-    groups: dict[str, list[str]] = {"features": [], "errors": [], "metric": []}
+    """One trace each for features (and supernodes), error nodes and the metric, every
+    marker with its visible label."""
+    biggest = max(
+        (abs(_effect(d)) for _, d in graph.nodes(data=True) if not is_metric(d)), default=0.0
+    )
+    biggest = biggest or 1.0
+    kinds: dict[str, list[str]] = {"features": [], "error nodes": [], "metric": []}
     for name, data in graph.nodes(data=True):
-        kind = "metric" if is_metric(data) else "errors" if data.get("is_error") else "features"
-        groups[kind].append(name)
-    symbols = {"features": "circle", "errors": "square", "metric": "diamond"}
+        kind = (
+            "metric" if is_metric(data) else "error nodes" if data.get("is_error") else "features"
+        )
+        kinds[kind].append(name)
     traces = []
-    for kind, names in groups.items():
+    for kind, names in kinds.items():
         if not names:
             continue
-        colours, sizes = [], []
-        for name in names:
-            effect = number(graph.nodes[name].get("effect"))
-            if kind == "metric":
-                colours.append("#303030")
-                sizes.append(22.0)
-                continue
-            colours.append(
-                NEUTRAL
-                if math.isnan(effect) or effect == 0
-                else POSITIVE
-                if effect > 0
-                else NEGATIVE
-            )
-            magnitude = 0.0 if math.isnan(effect) else abs(effect) / biggest
-            sizes.append(7.0 + 25.0 * math.sqrt(magnitude))
+        datas = [graph.nodes[n] for n in names]
+        effects = [_effect(d) for d in datas]
+        sizes = [10.0 + 26.0 * math.sqrt(abs(e) / biggest) for e in effects]
+        if kind == "metric":
+            marker = {"symbol": "diamond", "color": "#202020", "size": 24}
+            texts = [str(d.get("label") or "metric") for d in datas]
+        elif kind == "error nodes":
+            marker = {
+                "symbol": "square",
+                "color": ERROR_FILL,
+                "size": sizes,
+                "line": {"width": 2.5, "color": [_sign_colour(e) for e in effects]},
+            }
+            texts = ["error"] * len(names)
+        else:
+            marker = {
+                "symbol": ["hexagon" if d.get("members") else "circle" for d in datas],
+                "color": [_sign_colour(e) for e in effects],
+                "size": sizes,
+                "line": {"width": 1, "color": "#202020"},
+                "opacity": 0.9,
+            }
+            texts = [
+                f"{len(d['members'])}× {short_label(d)}" if d.get("members") else short_label(d)
+                for d in datas
+            ]
+        # alternate labels above and below along each row, so neighbours do not overlap
+        order = sorted(range(len(names)), key=lambda i: (coords[names[i]][1], coords[names[i]][0]))
+        positions = [""] * len(names)
+        for rank, i in enumerate(order):
+            positions[i] = "top center" if rank % 2 == 0 else "bottom center"
+            if kind != "features":  # beside the marker, clear of the features' labels
+                positions[i] = "middle left" if kind == "error nodes" else "top center"
         traces.append(
             go.Scatter(
                 x=[coords[n][0] for n in names],
                 y=[coords[n][1] for n in names],
                 ids=[str(n) for n in names],
-                mode="markers+text" if kind == "metric" else "markers",
-                text=["metric"] * len(names) if kind == "metric" else None,
-                textposition="top center",
-                marker={
-                    "symbol": symbols[kind],
-                    "color": colours,
-                    "size": sizes,
-                    "line": {"width": 1, "color": "#202020"},
-                    "opacity": 0.9,
-                },
-                hovertext=[_hover(n, graph.nodes[n]) for n in names],
+                mode="markers+text",
+                text=texts,
+                textposition=positions,
+                textfont={"size": 10, "color": "#202020"},
+                marker=marker,
+                hovertext=[_hover(n, d) for n, d in zip(names, datas, strict=True)],
                 hoverinfo="text",
                 name=kind,
             )
@@ -218,75 +318,112 @@ def _node_traces(graph: nx.DiGraph, coords: dict[str, tuple[float, float]]) -> l
     return traces
 
 
-def _figure(graph: nx.DiGraph, title: str | None) -> go.Figure:
-    coords, rows, positional = _layout(graph)
+def _title(graph: nx.DiGraph, shown: nx.DiGraph, note: str) -> str:
     settings = graph.graph.get("settings") or {}
-    figure = go.Figure(_edge_traces(graph, coords) + _node_traces(graph, coords))
-    if title is None:
-        title = (
-            f"circuit: {graph.number_of_nodes() - 1} nodes, {graph.number_of_edges()} edges"
-            f" · metric {settings.get('metric', 'metric')}"
-        )
-        clean, patch = graph.graph.get("metric_clean"), graph.graph.get("metric_patch")
-        if isinstance(clean, int | float) and isinstance(patch, int | float):
-            title += f" (clean {clean:.4g}, patch {patch:.4g})"
+    total = sum(1 for _, d in graph.nodes(data=True) if not is_metric(d))
+    drawn = sum(1 for _, d in shown.nodes(data=True) if not is_metric(d))
+    title = (
+        f"circuit: {drawn} of {total} nodes ({note}), {shown.number_of_edges()} of "
+        f"{graph.number_of_edges()} edges · metric {settings.get('metric', 'metric')}"
+    )
+    clean, patch = graph.graph.get("metric_clean"), graph.graph.get("metric_patch")
+    if isinstance(clean, int | float) and isinstance(patch, int | float):
+        title += f" (clean {clean:.4g}, patch {patch:.4g})"
+    return title
+
+
+def _figure(drawn: nx.DiGraph, title: str) -> go.Figure:
+    coords, rows, positional = _layout(drawn)
+    settings = drawn.graph.get("settings") or {}
+    figure = go.Figure(_edge_traces(drawn, coords) + _node_traces(drawn, coords))
     xaxis: dict[str, Any] = {"zeroline": False, "showgrid": positional}
     if positional:
-        positions = node_positions(graph)
+        positions = node_positions(drawn)
         tokens = settings.get("prompt_tokens")
         ticks = list(range(positions[-1] + 1))
         labels = (
-            [f"{t}: {tokens[t]}" for t in ticks]
+            [html.escape(repr(str(tokens[t]))[1:-1]) for t in ticks]
             if isinstance(tokens, list) and len(tokens) > positions[-1]
             else [str(t) for t in ticks]
         )
-        xaxis.update(title="position", tickvals=ticks, ticktext=labels)
+        xaxis.update(title="prompt token", tickvals=ticks, ticktext=labels, tickangle=-30)
     else:
         xaxis.update(
             title="nodes of each place, by effect (negative left, positive right)",
             showticklabels=False,
         )
     figure.update_layout(
-        title=title,
+        title={"text": title, "font": {"size": 15}},
         xaxis=xaxis,
         yaxis={
             "tickvals": list(range(len(rows))),
             "ticktext": rows,
             "zeroline": False,
-            "range": [-0.6, len(rows) - 0.4],
+            "range": [-0.6, len(rows) - 0.3],
         },
         hovermode="closest",
         plot_bgcolor="white",
-        height=max(500, 80 * len(rows) + 180),
-        legend={"itemsizing": "constant"},
-        margin={"l": 80, "r": 30, "t": 60, "b": 60},
+        height=max(560, 110 * len(rows) + 200),
+        legend={"itemsizing": "constant", "orientation": "h", "y": -0.12},
+        margin={"l": 80, "r": 30, "t": 70, "b": 90},
     )
     return figure
 
 
-def _node_table(graph: nx.DiGraph) -> str:
-    """A plain HTML table of the nodes (searchable in the page, readable without JavaScript)."""
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("node", "place", "feature", "position", "effect", "activation", "label")
-    )
-    rows = []
-    ordered = sorted(graph.nodes(data=True), key=lambda item: -_strength(item[1]))
-    for name, data in ordered:
-        effect, activation = number(data.get("effect")), number(data.get("activation"))
-        cells = (
-            str(name),
-            str(data.get("place", "")),
-            "error" if data.get("is_error") else str(data.get("feature", "")),
-            str(data.get("position", "")),
-            "" if math.isnan(effect) else f"{effect:+.4g}",
-            "" if math.isnan(activation) else f"{activation:.4g}",
-            str(data.get("label") or ""),
-        )
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+def _cells(name: str, data: Mapping[str, Any]) -> tuple[str, ...]:
+    effect, activation = number(data.get("effect")), number(data.get("activation"))
     return (
-        f"<details><summary>{graph.number_of_nodes()} nodes</summary>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></details>"
+        str(name),
+        "" if is_metric(data) else short_label(data),
+        str(data.get("place", "")),
+        "error" if data.get("is_error") else str(data.get("feature", "")),
+        str(data.get("position", "")),
+        "" if math.isnan(effect) else f"{effect:+.4g}",
+        "" if math.isnan(activation) else f"{activation:.4g}",
+        str(data.get("label") or ""),
+    )
+
+
+def _row(name: str, data: Mapping[str, Any], shown: bool) -> str:
+    cells = "".join(f"<td>{html.escape(c)}</td>" for c in _cells(name, data))
+    return f"<tr><td>{'✓' if shown else ''}</td>{cells}</tr>"
+
+
+def _node_table(graph: nx.DiGraph, drawn: nx.DiGraph) -> str:
+    """Every node of the circuit, strongest first, as a plain HTML table (searchable, readable
+    without JavaScript); a supernode's row opens to its members."""
+    columns = ("shown", "node", "short label", "place", "feature", "position", "effect")
+    head = "".join(f"<th>{h}</th>" for h in (*columns, "activation", "label"))
+    shown = set(drawn.nodes)
+    for data in drawn.nodes.values():
+        shown.update(data.get("members") or [])
+    groups: dict[str, list[str]] = {}
+    for name, data in graph.nodes(data=True):
+        if data.get("supernode"):
+            groups.setdefault(str(data["supernode"]), []).append(name)
+    rows, done = [], set()
+    ordered = sorted(graph.nodes(data=True), key=lambda item: -abs(_effect(item[1])))
+    for name, data in ordered:
+        group = data.get("supernode")
+        if not group:
+            rows.append(_row(name, data, name in shown))
+            continue
+        if group in done:
+            continue
+        done.add(group)
+        members = groups[group]
+        inner = "".join(_row(m, graph.nodes[m], m in shown) for m in members)
+        effect = sum(_effect(graph.nodes[m]) for m in members)
+        rows.append(
+            f'<tr><td colspan="10"><details><summary>supernode {html.escape(group)}: '
+            f"{len(members)} features, effect {effect:+.4g}</summary>"
+            f"<table><tbody>{inner}</tbody></table></details></td></tr>"
+        )
+    count = sum(1 for _, d in graph.nodes(data=True) if not is_metric(d))
+    return (
+        f"<details open><summary>the circuit's {count} nodes and the metric (✓: in the "
+        f"figure)</summary><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></details>"
     )
 
 
@@ -310,16 +447,26 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
 
 
 def to_html(
-    graph: nx.DiGraph, path: str | Path, *, title: str | None = None, plotly_js: str | None = None
+    graph: nx.DiGraph,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    max_nodes: int | None = MAX_NODES,
+    pruned: bool = True,
+    plotly_js: str | None = None,
 ) -> Path:
-    """Write an interactive, self-contained plotly figure of the circuit (plotly.js inlined)
-    and a table of its nodes, atomically. ``plotly_js``, a URL relative to the page ending in
-    ``.js``, loads one shared copy of plotly.js instead (a site of many figures)."""
-    figure = _figure(graph, title)
+    """Write a readable, self-contained plotly figure of the circuit (plotly.js inlined) and a
+    table of its nodes, atomically. By default the figure shows the nodes with a path to the
+    metric, at most ``max_nodes``; ``pruned=False`` (and ``max_nodes=None``) every node.
+    ``plotly_js``, a URL relative to the page ending in ``.js``, loads one shared copy of
+    plotly.js instead (a site of many figures)."""
+    shown, note = figure_circuit(graph, max_nodes=max_nodes, pruned=pruned)
+    drawn = _collapse_supernodes(shown)
+    figure = _figure(drawn, title if title is not None else _title(graph, shown, note))
     div = figure.to_html(include_plotlyjs=plotly_js or True, full_html=False)
     page = _PAGE.format(
         title=html.escape(str(figure.layout.title.text or "circuit")),
         figure=div,
-        table=_node_table(graph),
+        table=_node_table(graph, drawn),
     )
     return write_text_atomic(path, page)

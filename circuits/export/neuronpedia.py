@@ -1,56 +1,79 @@
 """Neuronpedia graph JSON export of a circuit (``to_neuronpedia``).
 
-The format of circuit-tracer's ``create_graph_files`` and Neuronpedia's graph viewer/uploader
-(its ``graph-schema.json``): top-level ``metadata``, ``qParams``, ``nodes``, ``links``.
+The format circuit-tracer's ``create_graph_files`` writes and its frontend (and Neuronpedia's
+graph viewer) reads: top-level ``metadata``, ``qParams``, ``nodes``, ``links``; every field
+circuit-tracer writes is present with its meaning.
 
 - ``metadata``: ``slug`` (default: the file name without ``.json``), ``scan`` (the model id;
   default ``settings["model"]``, else ``"unknown"``), ``transcoder_list`` (the dictionaries
-  named in ``settings["dictionaries"]``), ``prompt_tokens`` and ``prompt`` (arguments, else
-  ``settings["prompt_tokens"]``/``settings["prompt"]``; when the tokens are unknown, one
-  placeholder ``"[t]"`` per position so the viewer still has a column per position, or one
-  ``"[all positions]"`` column when effects are summed over positions), ``node_threshold``
-  (the viewer's default cut on ``influence``; 1.0 shows every node), ``schema_version`` 1
-  (``feature`` is the Cantor pairing of layer and index, see below), ``info`` (generator
-  name and version, a description), ``generation_settings`` (our settings, as JSON) and, beyond
-  the schema, ``metric_clean``/``metric_patch``.
+  named in ``settings["dictionaries"]``), ``prompt`` (argument, else ``settings["prompt"]``,
+  the first clean prompt ``discover`` recorded, else the prompt file's name), ``prompt_tokens``
+  (the frontend's columns: with per-position nodes the real tokens of that prompt, argument or
+  ``settings["prompt_tokens"]``; with effects summed over positions one placeholder ``"[t]"``
+  per position of the longest prompt, ``settings["prompt_length"]``, at least 2; see below why
+  one column is not enough), ``node_threshold`` (the viewer hides nodes whose ``influence`` is
+  above it; 1.0 shows every node), ``schema_version`` 1 (``feature`` is a Cantor pairing, see
+  below), ``info`` (generator name and version, a description),
+  ``generation_settings`` (our settings, as JSON) and, beyond circuit-tracer's fields,
+  ``metric_clean``/``metric_patch``.
 - ``qParams``: the saved view state, empty: ``pinnedIds []``, ``supernodes []``,
   ``linkType "both"``, ``clickedId ""``, ``sg_pos ""``.
-- ``nodes``, one per circuit node, with circuit-tracer's fields:
+- ``nodes``: every circuit node with at least one edge, and the metric (circuit-tracer drops
+  unlinked nodes but keeps embeddings and logits; we have no token nodes). Fields:
 
-  ============== ========================================================================
-  field          our data
-  ============== ========================================================================
-  layer          the place's index in the forward pass, as a string: ``embed`` "0",
-                 ``attn.L`` 4L+1, ``mlp_in.L`` 4L+2, ``mlp.L`` 4L+3, ``resid.L`` 4L+4; the
-                 metric one above the last place (4 * n_layers + 1). (Neuronpedia needs a
-                 numeric layer; distinct places get distinct layers so ids never collide.
-                 A circuit whose only nodes sit at ``embed`` has max layer 0, which the
-                 viewer rejects.)
-  ctx_idx        ``position``; with effects summed over positions, the last prompt position
-  feature        features: Cantor pairing ``(l + i)(l + i + 1)/2 + i`` of layer ``l`` and
-                 feature index ``i`` (schema 1); error nodes -1; the metric 0
-  feature_type   features ``"cross layer transcoder"`` (the viewer's generic feature type,
-                 whatever the dictionary: SAE or transcoder); error nodes ``"mlp
-                 reconstruction error"``; the metric ``"logit"``. No ``"embedding"`` nodes:
-                 we have no token nodes (``embed`` features are dictionary features).
-  node_id        ``"{layer}_{index}_{ctx_idx}"``: index = the feature, -1 for an error, 0 for
-                 the metric (circuit-tracer's pattern)
-  jsNodeId       features ``"{layer}_{index}-0"`` (circuit-tracer), errors
-                 ``"{layer}_-1-{ctx_idx}"``, the metric ``"L_0-{ctx_idx}"``
-  clerp          the node's ``label`` (else ``"<place> #<feature>"`` / ``"<place> error"``);
-                 the metric ``Output "<metric>" (p=1.000)``, the form the viewer parses
-  influence      circuit-tracer's cumulative influence, from our effects: nodes ranked by
-                 |effect|, the running sum of |effect| over the total (the strongest node
-                 smallest, the weakest 1.0); ``None`` for the metric
-  activation     ``activation`` (``None`` for errors and the metric)
-  token_prob     0.0; the metric 1.0 (it is the one target; the viewer weights targets by it)
-  is_target_logit  true for the metric only
+  ================== ====================================================================
+  field              our data
+  ================== ====================================================================
+  layer              the model layer, as circuit-tracer numbers them: ``L`` for the places
+                     of block ``L`` (``attn.L``, ``mlp_in.L``, ``mlp.L``, ``resid.L``),
+                     ``"E"`` for ``embed`` (circuit-tracer's embedding row), ``n_layers + 1``
+                     for the metric (its logit row)
+  probe_location_idx where in the block: ``KINDS`` index (attn 0, mlp_in 1, mlp 2, resid 3;
+                     ``embed`` 0), the field the frontend orders a layer's streams by; none
+                     for the metric
+  ctx_idx            ``position``; with effects summed over positions, the last placeholder
+  feature            features: Cantor pairing ``(s + i)(s + i + 1)/2 + i`` of the place's
+                     stream index ``s`` (``Place.order``: embed 0, ``attn.L`` 4L+1,
+                     ``mlp_in.L`` 4L+2, ``mlp.L`` 4L+3, ``resid.L`` 4L+4) and the feature index
+                     ``i``; error nodes ``-1 - s``; the metric 0. circuit-tracer pairs the
+                     layer, but its frontend identifies a node by layer, feature and position
+                     (hover, click, the 2/3 rule below), so the places of one layer need
+                     features of their own
+  feature_type       features ``"cross layer transcoder"`` (the viewer's one feature type,
+                     whatever the dictionary); error nodes ``"<kind> reconstruction error"``
+                     (circuit-tracer's ``"mlp reconstruction error"`` at ``mlp.L``; the
+                     viewer treats every type containing ``error`` as an error); the metric
+                     ``"logit"``
+  node_id            circuit-tracer's pattern ``"{layer}_{index}_{ctx_idx}"``: features their
+                     index, errors their (negative) ``feature`` (circuit-tracer's
+                     ``"0_{layer}_{ctx_idx}"`` for errors can equal a layer-0 feature's id),
+                     the metric index 0; places other than ``mlp.L`` (the one
+                     circuit-tracer's transcoders write) add ``"_{kind}"``, so that the places
+                     of one layer never share an id
+  jsNodeId           features ``"{layer}_{index}-0"``, errors ``"{layer}_{ctx_idx}-0"``, with
+                     the same ``"_{kind}"`` tag; the metric ``"L_0-{ctx_idx}"``
+  clerp              the node's ``label`` (else ``"<place> #<feature>"`` /
+                     ``"<place> error"``); the metric ``Output "<metric>" (p=1.000)``, the form
+                     the viewer parses
+  influence          circuit-tracer's cumulative influence through the graph
+                     (``discovery.influence.cumulative_influence``): the strongest node
+                     smallest, the weakest 1.0; ``None`` for the metric
+  activation         ``activation`` (``None`` for errors and the metric)
+  token_prob         0.0; the metric 1.0 (it is the one target; the viewer weights by it)
+  is_target_logit    true for the metric only
   run_idx, reverse_ctx_idx  0
-  ============== ========================================================================
+  ================== ====================================================================
 
-  plus, beyond the schema, ``place``, ``effect`` and ``circuit_node`` (our node id).
+  plus, beyond circuit-tracer's fields, ``place``, ``effect`` and ``circuit_node`` (our id).
 - ``links``: one per circuit edge, ``source`` and ``target`` node ids (upstream to
   downstream, as in circuit-tracer) and ``weight`` our edge weight.
+
+What the frontend does with a file (circuit-tracer's ``util-cg.js``, ``formatData``), which
+every node written here survives (``tests/test_export.py`` replays it): it keeps nodes whose
+``influence`` is at most ``node_threshold`` (and every embedding and logit); it groups nodes by
+``"{layer}_{feature}_{ctx_idx}"`` (error nodes also by their distance from the last token) and
+deletes every group larger than 2/3 of ``prompt_tokens`` (so one column would hide every
+node); it keeps links whose two ends are kept; rows are ``layer + 1`` (``E`` row 0).
 """
 
 from __future__ import annotations
@@ -64,6 +87,7 @@ from typing import Any
 
 import networkx as nx
 
+from sparse_circuits.circuits.discovery.influence import cumulative_influence
 from sparse_circuits.circuits.export.common import (
     is_metric,
     json_safe,
@@ -74,15 +98,20 @@ from sparse_circuits.circuits.export.common import (
 from sparse_circuits.circuits.model.places import KINDS, parse_place
 from sparse_circuits.files import write_text_atomic
 
-__all__ = ["to_neuronpedia", "place_stream_index"]
+__all__ = ["to_neuronpedia", "model_layer"]
+
+MIN_COLUMNS = 2
+"""Placeholder columns at least: the frontend deletes groups of nodes larger than 2/3 of the
+columns, so with one column even a lone node goes."""
 
 
-def place_stream_index(place: str, n_layers: int) -> int:
-    """A place's index in the forward pass: ``embed`` 0, then ``attn.L`` 4L+1, ``mlp_in.L``
-    4L+2, ``mlp.L`` 4L+3, ``resid.L`` 4L+4; ``metric`` 4 * n_layers + 1."""
+def model_layer(place: str, n_layers: int) -> str:
+    """circuit-tracer's layer of a place: ``"L"`` for block ``L``'s places, ``"E"`` for
+    ``embed``, ``n_layers + 1`` for the metric."""
     if place == "metric":
-        return len(KINDS) * n_layers + 1
-    return parse_place(place, n_layers).order
+        return str(n_layers + 1)
+    parsed = parse_place(place, n_layers)
+    return "E" if parsed.kind == "embed" else str(parsed.layer)
 
 
 def _cantor(layer: int, index: int) -> int:
@@ -97,15 +126,24 @@ def _package_version() -> str:
 
 
 def _prompt_tokens(graph: nx.DiGraph, given: list[str] | None) -> tuple[list[str], bool]:
-    """The prompt's tokens, and whether they are real (not placeholders)."""
+    """The frontend's columns, and whether they are real tokens (not placeholders)."""
     settings = graph.graph.get("settings") or {}
-    tokens = given if given is not None else settings.get("prompt_tokens")
-    if tokens:
-        return [str(t) for t in tokens], True
     positions = node_positions(graph)
-    if positions:
-        return [f"[{t}]" for t in range(positions[-1] + 1)], False
-    return ["[all positions]"], False
+    tokens = given if given is not None else settings.get("prompt_tokens")
+    if positions and tokens:
+        return [str(t) for t in tokens], True
+    length = settings.get("prompt_length") or (len(tokens) if tokens else 0)
+    length = max(int(length), positions[-1] + 1 if positions else 0, MIN_COLUMNS)
+    return [f"[{t}]" for t in range(length)], False
+
+
+def _prompt(settings: Mapping[str, Any], given: str | None) -> str:
+    if given is not None:
+        return given
+    if settings.get("prompt"):
+        return str(settings["prompt"])
+    prompts = settings.get("prompts")
+    return f"prompts of {Path(str(prompts)).name}" if prompts else ""
 
 
 def _transcoder_list(settings: Mapping[str, Any]) -> list[str]:
@@ -117,20 +155,59 @@ def _transcoder_list(settings: Mapping[str, Any]) -> list[str]:
     return [] if named is None else [str(named)]
 
 
-def _influence(graph: nx.DiGraph) -> dict[str, float]:
-    """circuit-tracer's cumulative influence from |effect|: strongest node smallest."""
-    strengths = {
-        n: abs(number(d.get("effect")))
-        for n, d in graph.nodes(data=True)
-        if not is_metric(d) and not math.isnan(number(d.get("effect")))
+def _node(data: Mapping[str, Any], *, n_layers: int, ctx: int, settings: Mapping) -> dict:
+    """One node's fields but ``influence`` (module docstring)."""
+    place = str(data.get("place", "metric"))
+    layer = model_layer(place, n_layers)
+    activation = number(data.get("activation"))
+    label = str(data.get("label") or "")
+    common = {
+        "layer": layer,
+        "ctx_idx": ctx,
+        "token_prob": 0.0,
+        "is_target_logit": False,
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "activation": None if math.isnan(activation) else activation,
     }
-    total = sum(strengths.values())
-    ranked = sorted(strengths, key=lambda n: -strengths[n])
-    influence, running = {}, 0.0
-    for n in ranked:
-        running += strengths[n]
-        influence[n] = min(1.0, running / total) if total > 0 else 1.0
-    return influence
+    if is_metric(data):
+        metric = label or str(settings.get("metric", "metric"))
+        return {
+            "node_id": f"{layer}_0_{ctx}",
+            "feature": 0,
+            "feature_type": "logit",
+            "jsNodeId": f"L_0-{ctx}",
+            "clerp": f'Output "{metric}" (p=1.000)',
+            **common,
+            "token_prob": 1.0,
+            "is_target_logit": True,
+            "activation": None,
+        }
+    parsed = parse_place(place, n_layers)
+    kind = parsed.kind
+    tag = "" if kind == "mlp" else f"_{kind}"
+    location = KINDS.index(kind) if kind in KINDS else 0
+    if data.get("is_error") or int(data.get("feature", -1)) < 0:
+        return {
+            "node_id": f"{layer}_{-1 - parsed.order}_{ctx}{tag}",
+            "feature": -1 - parsed.order,
+            "feature_type": f"{kind} reconstruction error",
+            "jsNodeId": f"{layer}_{ctx}-0{tag}",
+            "clerp": label or f"{place} error",
+            "probe_location_idx": location,
+            **common,
+            "activation": None,
+        }
+    feature = int(data["feature"])
+    return {
+        "node_id": f"{layer}_{feature}_{ctx}{tag}",
+        "feature": _cantor(parsed.order, feature),
+        "feature_type": "cross layer transcoder",
+        "jsNodeId": f"{layer}_{feature}-0{tag}",
+        "clerp": label or f"{place} #{feature}",
+        "probe_location_idx": location,
+        **common,
+    }
 
 
 def to_neuronpedia(
@@ -143,69 +220,27 @@ def to_neuronpedia(
     prompt_tokens: list[str] | None = None,
     node_threshold: float = 1.0,
 ) -> Path:
-    """Write the circuit as a Neuronpedia / circuit-tracer graph JSON, atomically (field
-    mapping in the module docstring)."""
+    """Write the circuit as a Neuronpedia / circuit-tracer graph JSON, atomically (fields in
+    the module docstring). Nodes without edges are left out, but for the metric."""
     path = Path(path)
     settings = graph.graph.get("settings") or {}
     n_layers = n_layers_of(graph)
     tokens, real_tokens = _prompt_tokens(graph, prompt_tokens)
-    last = len(tokens) - 1
-    influence = _influence(graph)
+    influence = cumulative_influence(graph)
+    linked = {n for edge in graph.edges for n in edge}
     nodes, ids = [], {}
     for name, data in graph.nodes(data=True):
-        place = str(data.get("place", "metric"))
-        layer = place_stream_index(place, n_layers)
+        if name not in linked and not is_metric(data):
+            continue
         position = int(data.get("position", -1))
-        ctx = position if position >= 0 else last
-        activation = number(data.get("activation"))
+        ctx = position if position >= 0 else len(tokens) - 1
+        node = _node(data, n_layers=n_layers, ctx=ctx, settings=settings)
+        node["influence"] = None if is_metric(data) else influence.get(name)
         effect = number(data.get("effect"))
-        label = str(data.get("label") or "")
-        common = {
-            "layer": str(layer),
-            "ctx_idx": ctx,
-            "token_prob": 0.0,
-            "is_target_logit": False,
-            "run_idx": 0,
-            "reverse_ctx_idx": 0,
-            "influence": influence.get(name),
-            "activation": None if math.isnan(activation) else activation,
-        }
-        if is_metric(data):
-            metric = label or str(settings.get("metric", "metric"))
-            node = {
-                "node_id": f"{layer}_0_{ctx}",
-                "feature": 0,
-                "feature_type": "logit",
-                "jsNodeId": f"L_0-{ctx}",
-                "clerp": f'Output "{metric}" (p=1.000)',
-                **common,
-                "token_prob": 1.0,
-                "is_target_logit": True,
-                "influence": None,
-                "activation": None,
-            }
-        elif data.get("is_error") or int(data.get("feature", -1)) < 0:
-            node = {
-                "node_id": f"{layer}_-1_{ctx}",
-                "feature": -1,
-                "feature_type": "mlp reconstruction error",
-                "jsNodeId": f"{layer}_-1-{ctx}",
-                "clerp": label or f"{place} error",
-                **common,
-                "activation": None,
-            }
-        else:
-            feature = int(data["feature"])
-            node = {
-                "node_id": f"{layer}_{feature}_{ctx}",
-                "feature": _cantor(layer, feature),
-                "feature_type": "cross layer transcoder",
-                "jsNodeId": f"{layer}_{feature}-0",
-                "clerp": label or f"{place} #{feature}",
-                **common,
-            }
         node.update(
-            place=place, effect=None if math.isnan(effect) else effect, circuit_node=str(name)
+            place=str(data.get("place", "metric")),
+            effect=None if math.isnan(effect) else effect,
+            circuit_node=str(name),
         )
         ids[name] = node["node_id"]
         nodes.append(node)
@@ -218,18 +253,19 @@ def to_neuronpedia(
         for u, v, d in graph.edges(data=True)
     ]
     description = (
-        f"sparse feature circuit: {graph.number_of_nodes()} nodes, {len(links)} edges; "
-        "influence is the cumulative share of |effect| (nodes ranked by |effect|)"
+        f"sparse feature circuit: {len(nodes)} of its {graph.number_of_nodes()} nodes "
+        f"(those with edges, and the metric), {len(links)} edges; influence is "
+        "circuit-tracer's cumulative influence through the graph"
     )
     if not real_tokens:
-        description += "; prompt tokens unknown, placeholders stand for positions"
+        description += "; effects summed over positions: placeholders stand for positions"
     document = {
         "metadata": {
             "slug": slug or path.name.removesuffix(".json"),
             "scan": scan or str(settings.get("model", "unknown")),
             "transcoder_list": _transcoder_list(settings),
             "prompt_tokens": tokens,
-            "prompt": prompt if prompt is not None else str(settings.get("prompt", "")),
+            "prompt": _prompt(settings, prompt),
             "node_threshold": node_threshold,
             "schema_version": 1,
             "info": {
