@@ -614,7 +614,9 @@ def test_discover_warns_when_error_nodes_carry_most_of_the_effect(workspace, cap
     from sparse_circuits.errors import CircuitWarning
 
     root = workspace
-    model, adapter = load_model(root / "model")
+    model, adapter = load_model(
+        root / "model", precision="float32"
+    )  # the shares below are float32's
     dictionaries = load_dictionary_set(root / "dicts")
     batches = load_prompt_batches(model.tokenizer, root / "prompts.jsonl")
     warned = {}
@@ -647,7 +649,7 @@ def test_discover_warns_when_error_nodes_carry_most_of_the_effect(workspace, cap
     code, out, err = run(
         capsys, "discover", "--model", root / "model", "--dictionaries", root / "dicts",
         "--prompts", root / "prompts.jsonl", "--top-k", "12", "--node-influence", "0.8",
-        "--out", root / "w.json",
+        "--precision", "float32", "--out", root / "w.json",
     )  # fmt: skip
     assert code == 0
     (line,) = [line for line in err.splitlines() if "warning" in line]  # besides progress bars
