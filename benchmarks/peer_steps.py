@@ -16,7 +16,8 @@ warm-up step. Each library's step is its own trainer's step, with its defaults:
 Where AuxK is on, the same tenth of the latents is marked dead before every step (their
 "tokens since fired" counters set past the dead window), so the AuxK term really runs; a
 latent that fires is otherwise marked alive again by each library's own bookkeeping.
-bfloat16: ours, sae-lens and sparsify hold the SAE in bfloat16; dictionary-learning runs its
+bfloat16: ours is ``TrainConfig(precision="bfloat16")`` (bfloat16 products, float32 master
+weights and Adam state); sae-lens and sparsify hold the SAE in bfloat16; dictionary-learning runs its
 float32 SAE under ``torch.autocast("cpu", torch.bfloat16)`` (``trainSAE(autocast_dtype=...)``).
 """
 
@@ -43,9 +44,12 @@ def ours(dtype: torch.dtype) -> Callable[[], None]:
     from sparse_circuits.dictionaries.training.sources import TensorSource
     from sparse_circuits.dictionaries.training.trainer import DictionaryTrainer
 
-    config = TrainConfig(arch="topk", d_sae=D_SAE, k=K, steps=10**6, batch_size=BATCH)
+    # bfloat16 is our precision setting: bfloat16 products, float32 master weights and Adam
+    precision = str(dtype).removeprefix("torch.")
+    config = TrainConfig(
+        arch="topk", d_sae=D_SAE, k=K, steps=10**6, batch_size=BATCH, precision=precision
+    )
     trainer = DictionaryTrainer(TensorSource(batch(torch.float32)), config)
-    trainer.dictionary.to(dtype)
     window = config.dead_window
 
     def step() -> None:
