@@ -160,6 +160,26 @@ def test_k_larger_than_dictionary_is_refused():
     assert TrainConfig(arch="topk", d_sae=64, k=4, steps=1, dead_after_tokens=7).dead_window == 7
 
 
+def hand_auxk_nmse(dead_pre_NF, residual_ND, W_dec_FD, *, k_aux):
+    """Normalised MSE of the residual's reconstruction from each token's ``k_aux`` most
+    active dead latents (``dead_pre_NF``: the ReLU pre-activations, 0 for live latents)."""
+    top_NF = dead_pre_NF >= dead_pre_NF.topk(k_aux, dim=-1).values[:, -1:]
+    error = (residual_ND - (dead_pre_NF * top_NF) @ W_dec_FD).pow(2).sum(-1).mean()
+    return error / (residual_ND - residual_ND.mean(0)).pow(2).sum(-1).mean()
+
+
+def assert_same_gradients(loss, hand_loss, params):
+    """The gradients of every parameter (the sparse ops against dense autograd)."""
+    expected = torch.autograd.grad(hand_loss, params)
+    for name, got, want in zip(
+        ("W_enc", "b_enc", "W_dec", "b_dec"),
+        torch.autograd.grad(loss, params),
+        expected,
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_topk_loss_with_auxk_matches_a_hand_computation():
     """MSE over the k largest pre-activations, plus alpha * Var(y) * the normalised MSE of the
     residual's reconstruction from the auxk_k most active dead latents."""
@@ -180,26 +200,14 @@ def test_topk_loss_with_auxk_matches_a_hand_computation():
     y_hat = kept @ W_dec + b_dec
     mse = (x - y_hat).pow(2).sum(-1).mean()
     residual = (x - y_hat).detach()
-    dead_pre = pre * dead
-    dead_kept = dead_pre * (dead_pre >= dead_pre.topk(2, dim=-1).values[:, -1:])
-    nmse = (residual - dead_kept @ W_dec).pow(2).sum(-1).mean() / (
-        (residual - residual.mean(0)).pow(2).sum(-1).mean()
-    )
+    nmse = hand_auxk_nmse(pre * dead, residual, W_dec, k_aux=2)
     variance = (x - x.mean(0)).pow(2).sum(-1).mean()
     hand_loss = mse + 0.5 * variance * nmse
     out = objective.loss(x, x, step=0)
     torch.testing.assert_close(out.mse, mse.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.loss.detach(), hand_loss.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.auxk_nmse, nmse.detach(), rtol=1e-5, atol=1e-6)
-    # and the gradients of every parameter (the sparse ops against dense autograd)
-    expected = torch.autograd.grad(hand_loss, params)
-    for name, got, want in zip(
-        ("W_enc", "b_enc", "W_dec", "b_dec"),
-        torch.autograd.grad(out.loss, params),
-        expected,
-        strict=True,
-    ):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_gradients(out.loss, hand_loss, params)
 
 
 def test_matryoshka_loss_matches_a_hand_computation():
@@ -231,11 +239,7 @@ def test_matryoshka_loss_matches_a_hand_computation():
     prefix_errors = [(x - (kept[:, :m] @ W_dec[:m] + b_dec)).pow(2).sum(-1).mean() for m in widths]
     full_mse = prefix_errors[-1]
     residual = (x - (kept @ W_dec + b_dec)).detach()
-    dead_pre = pre * dead
-    dead_kept = dead_pre * (dead_pre >= dead_pre.topk(2, dim=-1).values[:, -1:])
-    nmse = (residual - dead_kept @ W_dec).pow(2).sum(-1).mean() / (
-        (residual - residual.mean(0)).pow(2).sum(-1).mean()
-    )
+    nmse = hand_auxk_nmse(pre * dead, residual, W_dec, k_aux=2)
     variance = (x - x.mean(0)).pow(2).sum(-1).mean()
     hand_loss = sum(prefix_errors) / len(widths) + 0.5 * variance * nmse
     out = objective.loss(x, x, step=0)
@@ -243,14 +247,7 @@ def test_matryoshka_loss_matches_a_hand_computation():
     assert all(abs(error - full_mse) > 0.1 * full_mse for error in prefix_errors[:-1])
     torch.testing.assert_close(out.mse, full_mse.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.loss.detach(), hand_loss.detach(), rtol=1e-5, atol=1e-6)
-    expected = torch.autograd.grad(hand_loss, params)
-    for name, got, want in zip(
-        ("W_enc", "b_enc", "W_dec", "b_dec"),
-        torch.autograd.grad(out.loss, params),
-        expected,
-        strict=True,
-    ):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_gradients(out.loss, hand_loss, params)
 
 
 def test_matryoshka_widths_are_validated_and_default_to_doubling_prefixes():
