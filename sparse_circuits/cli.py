@@ -256,7 +256,15 @@ def train_options(options: Options) -> None:
         TrainConfig, "d_sae", flag="--dict-size", type=int, required=True,
         help="number of features",
     )  # fmt: skip
-    options.setting(TrainConfig, "k", type=int, help="active features per token (topk, batchtopk)")
+    options.setting(
+        TrainConfig, "k", type=int,
+        help="active features per token (topk, batchtopk, matryoshka_batchtopk)",
+    )  # fmt: skip
+    options.setting(
+        TrainConfig, "matryoshka_widths", type=int_tuple, metavar="M1,M2,...",
+        help="matryoshka_batchtopk: widths of the nested prefixes, ending at --dict-size "
+        "(default: 1/16, 1/8, 1/4, 1/2 and all of it)",
+    )  # fmt: skip
     options.setting(
         TrainConfig, "l1_coefficient", flag="--l1", type=float,
         help="sparsity coefficient (relu, gated, jumprelu; default: per arch)",

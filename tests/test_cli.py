@@ -297,6 +297,10 @@ def test_options_left_out_give_the_configs_defaults():
     no_auxk = parser.parse_args(["train", "--submodule", "resid.0", "--arch", "relu",
                                  "--dict-size", "8", "--tokens", "8", "--no-auxk", "--out", "x"])  # fmt: skip
     assert config_from_args(TrainConfig, no_auxk, steps=1).auxk_alpha == 0.0
+    matryoshka = parser.parse_args(["train", "--submodule", "resid.0", "--arch",
+                                    "matryoshka_batchtopk", "--dict-size", "64", "--k", "4",
+                                    "--matryoshka-widths", "8,16,64", "--tokens", "8", "--out", "x"])  # fmt: skip
+    assert config_from_args(TrainConfig, matryoshka, steps=1).matryoshka_widths == [8, 16, 64]
 
     discover = parser.parse_args(
         ["discover", "--dictionaries", "d", "--prompts", "p", "--out", "c"]

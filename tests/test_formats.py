@@ -212,11 +212,23 @@ def test_dictionary_learning_matryoshka(tmp_path):
         "W_dec": W_dec,
         "b_dec": b_dec,
     }
-    folder = dl_folder(tmp_path, state, dl_trainer("MatryoshkaBatchTopKSAE", k=4))
+    groups = {"group_fractions": [0.25, 0.75], "group_weights": [0.5, 0.5], "group_sizes": [4, 12]}
+    trainer = dl_trainer(
+        "MatryoshkaBatchTopKSAE", trainer_class="MatryoshkaBatchTopKTrainer", k=4, **groups
+    )
+    folder = dl_folder(tmp_path, state, trainer)
     x = inputs()
     post_relu = F.relu((x - b_dec) @ W_enc + b_enc)
-    f = post_relu * (post_relu > threshold)
-    check(folder, "dictionary_learning", x, f, f @ W_dec + b_dec)
+    f = post_relu * (post_relu > threshold)  # encode(use_threshold=True), the default
+    dictionary = check(folder, "dictionary_learning", x, f, f @ W_dec + b_dec)
+    assert dictionary.arch == "batchtopk" and dictionary.config.k == 4
+    assert dictionary.config.training["trainer"]["group_sizes"] == [4, 12]
+    # the class is also told by its group_sizes buffer when config.json is absent
+    (folder / "config.json").unlink()
+    assert load_dictionary(folder).arch == "batchtopk"
+
+    bad = dl_folder(tmp_path, {**state, "group_sizes": torch.tensor([4, 4])}, trainer, "bad")
+    raises_naming(bad, r"ae\.pt: group_sizes do not add up to dict_size")
 
 
 def test_dictionary_learning_old_feature_circuits_layout(tmp_path):
@@ -376,6 +388,21 @@ def test_saelens_jumprelu(tmp_path, log):
     f = F.relu(pre) * (pre > threshold)
     dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
     assert dictionary.arch == "jumprelu" and dictionary.config.place == "mlp.5"
+
+
+def test_saelens_matryoshka_batchtopk_saved_for_inference(tmp_path):
+    """SAELens saves a trained MatryoshkaBatchTopKTrainingSAE as an inference JumpReLU SAE:
+    its one ``topk_threshold`` repeated on every feature, ``b_dec`` still subtracted first."""
+    w = standard_weights()
+    threshold = torch.full((S,), 0.6)
+    cfg = saelens_cfg("jumprelu", "blocks.2.hook_resid_post", apply_b_dec_to_input=True)
+    folder = saelens_folder(tmp_path, {**w, "threshold": threshold}, cfg)
+    x = inputs()
+    pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    f = F.relu(pre) * (pre > threshold)  # JumpReLUSAE.encode
+    dictionary = check(folder, "saelens", x, f, f @ w["W_dec"] + w["b_dec"])
+    assert dictionary.arch == "jumprelu" and dictionary.config.center_input
+    assert dictionary.config.place == "resid.2"
 
 
 def test_saelens_gated(tmp_path):

@@ -200,6 +200,7 @@ def test_bfloat16_dictionary_agrees_with_float32(arch, config):
 TRAINING_CASES = [
     ("topk", {"k": 4}),
     ("batchtopk", {"k": 4}),
+    ("matryoshka_batchtopk", {"k": 4}),
     ("relu", {"l1_coefficient": 1.0}),
     ("gated", {"l1_coefficient": 3.0}),
 ]

@@ -1,6 +1,12 @@
 """Training sparse dictionaries: one objective per architecture, one loop for all."""
 
-from sparse_circuits.dictionaries.training import gated, jumprelu, relu, topk  # noqa: F401  (register the objectives)
+from sparse_circuits.dictionaries.training import (  # noqa: F401  (register the objectives)
+    gated,
+    jumprelu,
+    matryoshka,
+    relu,
+    topk,
+)
 from sparse_circuits.dictionaries.training.config import TrainConfig, TrainConfigError
 from sparse_circuits.dictionaries.training.objective import (
     OBJECTIVES,

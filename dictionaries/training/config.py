@@ -9,13 +9,25 @@ from typing import Any, Literal
 from sparse_circuits.errors import ConfigError
 from sparse_circuits.precision import PRECISIONS, Precision
 
-__all__ = ["TrainConfig", "TrainConfigError"]
+__all__ = ["MATRYOSHKA_FRACTIONS", "TOPK_ARCHS", "TrainConfig", "TrainConfigError"]
 
-Arch = Literal["relu", "gated", "topk", "batchtopk", "jumprelu"]
+Arch = Literal["relu", "gated", "topk", "batchtopk", "matryoshka_batchtopk", "jumprelu"]
+
+TOPK_ARCHS = ("topk", "batchtopk", "matryoshka_batchtopk")
+"""Architectures that keep ``k`` latents per token (per token on average for the batch kinds)."""
+
+MATRYOSHKA_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1)
+"""Default prefix widths as fractions of ``d_sae``: nested prefixes doubling in width, as in
+Bussmann et al. (2025)'s geometric group sizes."""
 
 
 class TrainConfigError(ConfigError):
     """Settings that cannot train; the message names the fields."""
+
+
+def _need(condition: bool, message: str) -> None:
+    if not condition:
+        raise TrainConfigError(message)
 
 
 @dataclass
@@ -35,7 +47,12 @@ class TrainConfig:
     decay_start: float = 0.8
     """Fraction of training after which the learning rate decays linearly to 0."""
     k: int | None = None
-    """Active features per token (topk, batchtopk)."""
+    """Active features per token (topk, batchtopk, matryoshka_batchtopk)."""
+    matryoshka_widths: list[int] | None = None
+    """matryoshka_batchtopk only: the widths ``m`` of the nested prefixes, strictly increasing
+    and ending at ``d_sae``; the loss averages the reconstruction error of each prefix (latents
+    ``[0, m)``). ``None`` means ``MATRYOSHKA_FRACTIONS`` of ``d_sae``, resolved on construction
+    so that the saved settings hold the widths used."""
     l1_coefficient: float | None = None
     """Sparsity penalty (relu, gated: L1; jumprelu: L0) on inputs normalised to mean squared
     norm ``d_in``; ``None`` picks the architecture's default (``sparsity_coefficient``)."""
@@ -70,26 +87,52 @@ class TrainConfig:
     and optimiser state in float32; ``auto`` picks it where the hardware is fast at it."""
 
     def __post_init__(self) -> None:
-        def need(condition: bool, message: str) -> None:
-            if not condition:
-                raise TrainConfigError(message)
-
-        need(self.d_sae > 0, f"d_sae must be positive, got {self.d_sae}")
-        need(self.steps > 0, f"training needs at least one step, got steps {self.steps}")
-        need(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
-        if self.arch in ("topk", "batchtopk"):
-            need(self.k is not None, f"arch {self.arch} needs k")
-            need(0 < self.k <= self.d_sae, f"k {self.k} must be between 1 and d_sae {self.d_sae}")
-        need(
+        _need(self.d_sae > 0, f"d_sae must be positive, got {self.d_sae}")
+        _need(self.steps > 0, f"training needs at least one step, got steps {self.steps}")
+        _need(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
+        if self.arch in TOPK_ARCHS:
+            _need(self.k is not None, f"arch {self.arch} needs k")
+            _need(0 < self.k <= self.d_sae, f"k {self.k} must be between 1 and d_sae {self.d_sae}")
+        self._resolve_matryoshka_widths()
+        _need(
             self.dead_after_tokens is None or self.dead_after_tokens > 0,
             f"dead_after_tokens must be positive, got {self.dead_after_tokens}",
         )
-        need(
+        _need(
             self.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
-        need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
-        need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")
+        _need(0 <= self.decay_start <= 1, "decay_start must be in [0, 1]")
+        _need(0 <= self.sparsity_warmup <= 1, "sparsity_warmup must be in [0, 1]")
+
+    def _resolve_matryoshka_widths(self) -> None:
+        if self.arch != "matryoshka_batchtopk":
+            _need(
+                self.matryoshka_widths is None,
+                f"matryoshka_widths applies to arch matryoshka_batchtopk only, not {self.arch}",
+            )
+            return
+        if self.matryoshka_widths is None:
+            widths = sorted({max(1, round(f * self.d_sae)) for f in MATRYOSHKA_FRACTIONS})
+        else:
+            widths = [int(m) for m in self.matryoshka_widths]
+        _need(
+            bool(widths)
+            and widths[0] > 0
+            and all(a < b for a, b in zip(widths, widths[1:], strict=False)),
+            f"matryoshka_widths must be positive and strictly increasing, got {widths}",
+        )
+        _need(
+            widths[-1] == self.d_sae,
+            f"matryoshka_widths must end at d_sae {self.d_sae}, got {widths}",
+        )
+        self.matryoshka_widths = widths
+
+    @property
+    def dictionary_arch(self) -> str:
+        """Architecture of the trained dictionary: a Matryoshka SAE is a batchtopk SAE at
+        inference (its prefixes matter only to the training loss)."""
+        return "batchtopk" if self.arch == "matryoshka_batchtopk" else self.arch
 
     @property
     def default_lr(self) -> float:
@@ -97,7 +140,7 @@ class TrainConfig:
         latents, their appendix A). The L1 family uses 5e-5, Anthropic's setting for long
         runs (April 2024 update, ~10^5 steps); short runs learn faster with a larger rate
         (the Gated SAE paper used 3e-4, see ``benchmarks/dictionary_claims.py``)."""
-        if self.arch in ("topk", "batchtopk"):
+        if self.arch in TOPK_ARCHS:
             return 2e-4 / (self.d_sae / 2**14) ** 0.5
         return 5e-5 if self.arch in ("relu", "gated") else 7e-5
 

@@ -60,7 +60,10 @@ import warnings
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+from sparse_circuits.distributed import rank_and_world
 
 __all__ = [
     "batch_topk_encode",
@@ -317,15 +320,39 @@ def _product_topk(
     return values_NK, indices_NK
 
 
+def _global_batch_topk(pre_NF: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's entries among the ``n_keep`` largest of every data-parallel rank's
+    ``pre_NF`` (ranks hold equal row counts): flat values and flat indices, unsorted.
+
+    The global ``n_keep`` largest lie among each rank's own ``n_keep`` largest, so each rank
+    gathers only those candidates' values and keeps its entries at or above the ``n_keep``-th
+    largest of them all (a tie at that value may keep one more).
+    """
+    values_M, flat_M = row_topk(pre_NF.reshape(1, -1), min(n_keep, pre_NF.numel()))
+    values_M, flat_M = values_M[0], flat_M[0]
+    every_rank = [torch.empty_like(values_M) for _ in range(dist.get_world_size())]
+    dist.all_gather(every_rank, values_M.contiguous())
+    everything = torch.cat(every_rank)
+    smallest_kept = everything.topk(min(n_keep, len(everything)), sorted=False).values.min()
+    kept = values_M >= smallest_kept
+    return values_M[kept], flat_M[kept]
+
+
 def _batch_select(pre_NF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k * N`` largest entries of the batch, as ``(N, k_max)`` values and indices.
 
+    Under ``torch.distributed`` the batch is the global one, ``k * N * world`` largest over
+    every rank's rows, so that data-parallel training selects what one process would.
     Row ``n`` holds its kept entries first, then padding: value 0 at index 0.
     """
     n, n_latents = pre_NF.shape
-    n_keep = min(k * n, n * n_latents)
-    values_M, flat_M = row_topk(pre_NF.reshape(1, -1), n_keep)
-    values_M, flat_M = values_M[0], flat_M[0]
+    world = rank_and_world()[1]
+    if world > 1:
+        values_M, flat_M = _global_batch_topk(pre_NF, k * n * world)
+    else:
+        values_M, flat_M = row_topk(pre_NF.reshape(1, -1), min(k * n, n * n_latents))
+        values_M, flat_M = values_M[0], flat_M[0]
+    n_keep = len(flat_M)
     flat_M, order = torch.sort(flat_M)  # row-major order: grouped by token
     values_M = values_M[order]
     row_M = flat_M // n_latents

@@ -19,10 +19,12 @@ loss = ||y - y_hat||^2 + auxk_alpha * Var(y) * ||e - e_hat||^2 / Var(e)
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from sparse_circuits.dictionaries.training.objective import (
     Objective,
     StepOutput,
+    all_reduce_,
     register_objective,
     squared_error,
 )
@@ -44,15 +46,32 @@ class TopKObjective(Objective):
         b_dec = d.b_dec if d.config.center_input else None
         return topk_encode(x, d.W_enc, d.b_enc, b_dec, d.config.k, compute_dtype=self.compute_dtype)
 
+    def decode_sparse(
+        self, values_NK: torch.Tensor, indices_NK: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        """``(N, d_out)``: the reconstruction from the given codes (plus the skip term)."""
+        d = self.dictionary
+        y_hat = sparse_decode(values_NK, indices_NK, d.W_dec, d.b_dec)
+        skip = d.skip_term(x)
+        return y_hat if skip is None else y_hat + skip
+
+    def reconstruction_loss(
+        self,
+        values_NK: torch.Tensor,
+        indices_NK: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        mse: torch.Tensor,
+    ) -> torch.Tensor:
+        """The loss's reconstruction term (``()``); ``mse`` is the full code's error."""
+        return mse
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int) -> StepOutput:
         d = self.dictionary
         values_NK, indices_NK = self.encode_sparse(x)
-        y_hat = sparse_decode(values_NK, indices_NK, d.W_dec, d.b_dec)
-        skip = d.skip_term(x)
-        if skip is not None:
-            y_hat = y_hat + skip
+        y_hat = self.decode_sparse(values_NK, indices_NK, x)
         mse = squared_error(y, y_hat)
-        loss, auxk = mse, None
+        loss, auxk = self.reconstruction_loss(values_NK, indices_NK, x, y, mse), None
         if self.config.auxk_alpha > 0 and self.dead_mask.any():
             auxk = self.auxk_loss(x, (y - y_hat).detach())
             loss = loss + self.config.auxk_alpha * total_variance(y) * auxk
@@ -90,8 +109,11 @@ class BatchTopKObjective(TopKObjective):
         values_NK, indices_NK = batch_topk_encode(
             x, d.W_enc, d.b_enc, b_dec, d.config.k, compute_dtype=self.compute_dtype
         )
-        kept = values_NK[values_NK > 0]
-        if len(kept):
-            with torch.no_grad():
-                d.threshold.mul_(THRESHOLD_MOMENTUM).add_((1 - THRESHOLD_MOMENTUM) * kept.min())
+        with torch.no_grad():
+            kept = values_NK[values_NK > 0]
+            smallest = kept.min() if len(kept) else values_NK.new_tensor(float("inf"))
+            # over the global batch when data-parallel, as its selection is
+            smallest = all_reduce_(smallest.float(), dist.ReduceOp.MIN)
+            if torch.isfinite(smallest):
+                d.threshold.mul_(THRESHOLD_MOMENTUM).add_((1 - THRESHOLD_MOMENTUM) * smallest)
         return values_NK, indices_NK

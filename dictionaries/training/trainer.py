@@ -58,7 +58,7 @@ def _new_dictionary(config: TrainConfig, source: ActivationSource, meta: dict[st
     transcoder = meta.get("writes") is not None
     torch.manual_seed(config.seed)
     dictionary_config = DictionaryConfig(
-        arch=config.arch,
+        arch=config.dictionary_arch,
         d_in=source.d_in,
         d_sae=config.d_sae,
         d_out=source.d_out,
@@ -69,7 +69,7 @@ def _new_dictionary(config: TrainConfig, source: ActivationSource, meta: dict[st
         writes=meta.get("writes"),
         model=meta.get("model"),
     )
-    return architecture_class(config.arch)(dictionary_config)
+    return architecture_class(config.dictionary_arch)(dictionary_config)
 
 
 def _device() -> torch.device:

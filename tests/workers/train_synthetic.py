@@ -1,7 +1,8 @@
-"""Train a TopK SAE on synthetic activations; run directly, or under torchrun for data parallel.
+"""Train a TopK SAE (or ``--arch``) on synthetic activations; run directly, or under torchrun
+for data parallel.
 
 python tests/workers/train_synthetic.py OUT [--resume] [--steps N] [--checkpoint-every N]
-    [--precision auto|float32|bfloat16]
+    [--arch topk|...] [--precision auto|float32|bfloat16]
 """
 
 import argparse
