@@ -77,7 +77,7 @@ def unwrap_entry(entry: str, *, verse_indent: int | None = None) -> str:
     return "\n\n".join(paragraphs)
 
 
-_PRONUNCIATION = re.compile(r"\\[^\\\n]*\\,?")
+_PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]")
 _BRACES = re.compile(r"[{}]")
 
@@ -88,7 +88,8 @@ def plain_gcide(entry: str) -> str:
     while _BRACKETED.search(text):  # etymologies hold bracketed tags of their own
         text = _BRACKETED.sub("", text)
     text = _BRACES.sub("", text)
-    return unwrap_entry(re.sub(r"[ \t]+,", ",", text))
+    text = re.sub(r"(?<=\S)[ \t]+(?=[,.;:])", "", text)  # the blank a dropped piece leaves
+    return unwrap_entry(re.sub(r"(?<=\S)[ \t]{2,}", " ", text))
 
 
 def _dictionary(name: str, plain: Callable[[str], str]) -> Callable[[Path], list[str]]:
