@@ -9,7 +9,7 @@ entries (the dictionary's own header) are left out. GCIDE's markup is made plain
 pronunciation between backslashes, the bracketed etymologies and source tags (``[1913
 Webster]``) are dropped, the braces around cross-references removed.
 
-Licence: GCIDE is GPL-3+; The Devil's Dictionary is in the public domain.
+Licence: GCIDE is GPL-2+ (its Debian copyright file); The Devil's Dictionary is in the public domain.
 """
 
 from __future__ import annotations

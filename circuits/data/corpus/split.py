@@ -3,8 +3,8 @@
 1. A document is held out when the hash of its normalised text (``dedup.normalise``), read as
    a fraction of 2**64, is below ``eval_fraction``: the choice depends on the document alone,
    so adding documents never moves one from one side to the other, and copies of a text all
-   land on the same side. If no document falls below (a small corpus), the distinct text with
-   the smallest hash is held out.
+   land on the same side. The distinct text with the smallest hash is always held out, so a
+   small corpus, where no hash falls below, still holds one out.
 2. Paragraphs of held-out documents that also occur (normalised) in a training document are
    removed from them, and held-out documents left empty are dropped: no paragraph is shared.
 """
