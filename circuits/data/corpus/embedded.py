@@ -56,7 +56,7 @@ from collections.abc import Callable
 
 from sparse_circuits.circuits.data.corpus.austen import austen_from_root
 from sparse_circuits.circuits.data.corpus.common import announce
-from sparse_circuits.circuits.data.corpus.debian import debian_source
+from sparse_circuits.circuits.data.corpus.debian import debian_corpus_source
 from sparse_circuits.circuits.data.corpus.fortunes import fortunes_from_root
 from sparse_circuits.circuits.data.corpus.python_docs import (
     pydoc_topic_documents,
@@ -100,17 +100,17 @@ def _collect_python(build: Callable[[], list[str]], what: str) -> Callable[[], l
 
 
 EMBEDDED_SOURCES: tuple[CorpusSource, ...] = (
-    CorpusSource(
-        name="fortunes",
-        description="Debian fortunes and fortunes-min",
-        build=debian_source(("fortunes-min", "fortunes"), fortunes_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "fortunes",
+        "Debian fortunes and fortunes-min",
+        ("fortunes-min", "fortunes"),
+        fortunes_from_root,
     ),
-    CorpusSource(
-        name="austen",
-        description="Jane Austen's novels, Debian r-cran-janeaustenr",
-        build=debian_source(("r-cran-janeaustenr",), austen_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "austen",
+        "Jane Austen's novels, Debian r-cran-janeaustenr",
+        ("r-cran-janeaustenr",),
+        austen_from_root,
     ),
     CorpusSource(
         name="pydoc",

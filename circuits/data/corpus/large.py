@@ -71,7 +71,7 @@ from functools import partial
 
 from sparse_circuits.circuits.data.corpus.bible import bible_from_root
 from sparse_circuits.circuits.data.corpus.common import announce
-from sparse_circuits.circuits.data.corpus.debian import debian_source
+from sparse_circuits.circuits.data.corpus.debian import debian_corpus_source
 from sparse_circuits.circuits.data.corpus.dedup import Deduplicated, deduplicate
 from sparse_circuits.circuits.data.corpus.dictd import devil_from_root, gcide_from_root
 from sparse_circuits.circuits.data.corpus.embedded import EMBEDDED_SOURCES
@@ -94,33 +94,34 @@ LARGE_SEED = 0
 
 
 def _manual_source(manual: HtmlManual, description: str) -> CorpusSource:
-    return CorpusSource(
-        name=manual.name,
-        description=f"{description}, Debian {manual.package}",
-        build=debian_source((manual.package,), partial(manual_documents, manual)),
-        version=lambda: manual.package,
+    return debian_corpus_source(
+        manual.name,
+        f"{description}, Debian {manual.package}",
+        (manual.package,),
+        partial(manual_documents, manual),
+        version=manual.package,
     )
 
 
 LARGE_SOURCES: tuple[CorpusSource, ...] = (
     *EMBEDDED_SOURCES,
-    CorpusSource(
-        name="bible",
-        description="the World English Bible, Debian sword-text-web",
-        build=debian_source(("sword-text-web",), bible_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "bible",
+        "the World English Bible, Debian sword-text-web",
+        ("sword-text-web",),
+        bible_from_root,
     ),
-    CorpusSource(
-        name="devil",
-        description="Bierce's The Devil's Dictionary, Debian dict-devil",
-        build=debian_source(("dict-devil",), devil_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "devil",
+        "Bierce's The Devil's Dictionary, Debian dict-devil",
+        ("dict-devil",),
+        devil_from_root,
     ),
-    CorpusSource(
-        name="gcide",
-        description="the GNU Collaborative International Dictionary of English, Debian dict-gcide",
-        build=debian_source(("dict-gcide",), gcide_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "gcide",
+        "the GNU Collaborative International Dictionary of English, Debian dict-gcide",
+        ("dict-gcide",),
+        gcide_from_root,
     ),
     _manual_source(MANUALS["debian-handbook"], "the Debian Administrator's Handbook"),
     _manual_source(MANUALS["debian-faq"], "the Debian FAQ"),
