@@ -284,7 +284,7 @@ def train_options(options: Options) -> None:
         "min(10M, a tenth of the run). With small k and many latents a longer window keeps "
         "AuxK off latents that are only rare (README, measured figures)",
     )
-    options.setting(train_on_model, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(train_on_model, "corpus", help="embedded, large, a .txt or .jsonl file")
     options.setting(train_on_model, "context_length", type=int, help="tokens per context")
     options.setting(
         train_on_model, "eval_tokens", type=int, default=EVAL_TOKENS,
@@ -365,7 +365,7 @@ def eval_dict_options(options: Options) -> None:
     model_options(options)
     options.add("--dict", required=True, type=Path, help="dictionary folder")
     options.add("--submodule", help="place (default: the dictionary's own)")
-    options.setting(corpus_contexts, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(corpus_contexts, "corpus", help="embedded, large, a .txt or .jsonl file")
     options.setting(corpus_contexts, "context_length", type=int, help="tokens per context")
     options.add(
         "--tokens", type=int, default=EVAL_TOKENS,
@@ -849,7 +849,7 @@ def behaviours_options(options: Options) -> None:
 
     model_options(options)
     dictionary_set_options(options)
-    options.setting(BehavioursConfig, "corpus", help="embedded, a .txt or .jsonl file")
+    options.setting(BehavioursConfig, "corpus", help="embedded, large, a .txt or .jsonl file")
     options.setting(
         ContextConfig, "corpus_tokens", type=int, help="read at most this many corpus tokens"
     )

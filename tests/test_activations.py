@@ -88,7 +88,10 @@ def test_cli_train_and_eval_dict(tmp_path, capsys, llama):
     model._module.save_pretrained(tmp_path / "model")
     model.tokenizer.save_pretrained(tmp_path / "model")
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(["the keys to the cabinet are near the man"] * 200))
+    nouns = "man men woman women nurse professor dog cat".split()  # distinct documents to hold out
+    corpus.write_text(
+        "\n\n".join([f"the keys to the cabinet are near the {n}" for n in nouns] * 25)
+    )
     base = ["--model", str(tmp_path / "model"), "--corpus", str(corpus), "--context-length", "8"]
     code = main(
         ["train", *base, "--submodule", "resid.1", "--arch", "topk", "--dict-size", "32",
@@ -142,7 +145,8 @@ def test_cli_trains_several_places_into_a_set(tmp_path, capsys, llama):
     model._module.save_pretrained(tmp_path / "model")
     model.tokenizer.save_pretrained(tmp_path / "model")
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(["the dogs near the woman were cats"] * 100))
+    nouns = "woman man nurse professor".split()  # distinct documents to hold out
+    corpus.write_text("\n\n".join([f"the dogs near the {noun} were cats" for noun in nouns] * 25))
     code = main(
         ["train", "--model", str(tmp_path / "model"), "--corpus", str(corpus),
          "--context-length", "8", "--submodule", "resid.*", "--arch", "relu",

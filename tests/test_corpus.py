@@ -15,7 +15,6 @@ import torch
 from sparse_circuits.circuits.data.corpus import (
     CorpusError,
     austen_documents,
-    embedded,
     embedded_sources,
     fetch_debian_packages,
     fortune_documents,
@@ -23,6 +22,7 @@ from sparse_circuits.circuits.data.corpus import (
     read_documents,
     read_r_lazyload,
     reader,
+    sources,
     tokenize_contexts,
 )
 from sparse_circuits.circuits.data.corpus.fortunes import FORTUNE_DIR
@@ -338,7 +338,7 @@ def test_a_corpus_shorter_than_one_context_is_an_error():
 def test_without_apt_the_debian_sources_are_skipped_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSE_CIRCUITS_CACHE", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
-    monkeypatch.setattr(embedded, "_UNAVAILABLE", {})
+    monkeypatch.setattr(sources, "_UNAVAILABLE", {})
     with pytest.warns(UserWarning, match="^embedded corpus: skipping source ") as caught:
         documents = read_documents("embedded")
     assert [str(warning.message) for warning in caught] == [

@@ -1,8 +1,9 @@
 """Train a dictionary on a model's activations over a corpus, and evaluate it: the glue the
 ``train`` and ``eval-dict`` commands call.
 
-1. Tokenise the corpus into contexts the way the tokenizer treats plain text (BOS or not);
-   hold out the last ``EVAL_FRACTION`` of contexts for evaluation.
+1. Hold out ``EVAL_FRACTION`` of the corpus's documents for evaluation, chosen by the hash of
+   their text (``corpus.split_documents``: no document or paragraph on both sides), then
+   tokenise each side into contexts the way the tokenizer treats plain text (BOS or not).
 2. Stream activations of the place (and a transcoder's output place) over the training contexts,
    each data-parallel rank its own shard (``torchrun``: gloo on CPU, NCCL on GPUs).
 3. Train (``dictionaries.training.train_dictionary``), checkpointing into the output folder.
@@ -17,7 +18,12 @@ from typing import Any
 
 import torch
 
-from sparse_circuits.circuits.data.corpus import read_documents, tokenize_contexts
+from sparse_circuits.circuits.data.corpus import (
+    CorpusError,
+    read_documents,
+    split_documents,
+    tokenize_contexts,
+)
 from sparse_circuits.circuits.model.activations import (
     ActivationConfig,
     ModelActivationSource,
@@ -33,7 +39,7 @@ from sparse_circuits.errors import ConfigError
 __all__ = ["CorpusSplit", "corpus_contexts", "train_on_model"]
 
 EVAL_FRACTION = 0.02
-"""Share of the corpus's contexts held out for evaluation."""
+"""Share of the corpus's documents held out for evaluation (chosen by the hash of their text)."""
 BUFFER_BYTES = 2**31
 """Cap on the shuffled activation buffer (it is copied once while refilling)."""
 
@@ -49,15 +55,19 @@ class CorpusSplit:
 def corpus_contexts(
     tokenizer: Any, corpus: str | Path = "embedded", *, context_length: int = 128
 ) -> CorpusSplit:
-    documents = read_documents(corpus)
-    contexts = tokenize_contexts(
-        tokenizer, documents, context_length=context_length, prepend_bos=uses_bos(tokenizer)
-    )
-    n_eval = max(1, int(len(contexts) * EVAL_FRACTION)) if len(contexts) > 1 else 0
-    return CorpusSplit(
-        train=contexts[: len(contexts) - n_eval] if n_eval else contexts,
-        eval=contexts[len(contexts) - n_eval :] if n_eval else contexts,
-    )
+    """The corpus's training and held-out contexts: its documents split first (no document or
+    paragraph shared), then each side tokenised; a side too short for one context is one
+    ``CorpusError`` naming it."""
+    documents = split_documents(read_documents(corpus), eval_fraction=EVAL_FRACTION)
+    sides = {}
+    for side, texts in (("training", documents.train), ("held-out", documents.eval)):
+        try:
+            sides[side] = tokenize_contexts(
+                tokenizer, texts, context_length=context_length, prepend_bos=uses_bos(tokenizer)
+            )
+        except CorpusError as error:
+            raise CorpusError(f"{corpus}: the {side} documents: {error}") from None
+    return CorpusSplit(train=sides["training"], eval=sides["held-out"])
 
 
 def _evaluate_into(model, adapter, dictionary, contexts, out_dir) -> None:

@@ -4,12 +4,16 @@
 ``tokenize_contexts``; ``text_files``: the plain-text and JSONL formats; ``embedded``: the
 embedded corpus, its sources, cache and licences, built from ``fortunes`` and ``austen`` (Debian
 packages fetched by ``debian``, Austen's novels read by the R unserializer of ``rdata``) and
-``python_docs`` (the running Python's documentation); ``common``: ``CorpusError``.
+``python_docs`` (the running Python's documentation); ``large``: the large corpus, the embedded
+sources and more from Debian (``bible``, ``dictd``, ``manuals`` read with ``html_text``),
+deduplicated by ``dedup``; ``sources``: building and caching a corpus's sources; ``split``: the
+held-out split of documents; ``common``: ``CorpusError``.
 """
 
 from sparse_circuits.circuits.data.corpus.austen import austen_documents
 from sparse_circuits.circuits.data.corpus.common import CorpusError
 from sparse_circuits.circuits.data.corpus.debian import fetch_debian_packages
+from sparse_circuits.circuits.data.corpus.dedup import Deduplicated, deduplicate
 from sparse_circuits.circuits.data.corpus.embedded import (
     EMBEDDED,
     EMBEDDED_SEED,
@@ -18,6 +22,13 @@ from sparse_circuits.circuits.data.corpus.embedded import (
     embedded_sources,
 )
 from sparse_circuits.circuits.data.corpus.fortunes import fortune_documents, parse_fortunes
+from sparse_circuits.circuits.data.corpus.large import (
+    LARGE,
+    LARGE_SOURCES,
+    large_corpus,
+    large_documents,
+    large_sources,
+)
 from sparse_circuits.circuits.data.corpus.python_docs import (
     STDLIB_MODULES,
     pydoc_topic_documents,
@@ -29,6 +40,7 @@ from sparse_circuits.circuits.data.corpus.reader import (
     read_documents,
     tokenize_contexts,
 )
+from sparse_circuits.circuits.data.corpus.split import DocumentSplit, split_documents
 
 __all__ = [
     "CorpusError",
@@ -48,4 +60,13 @@ __all__ = [
     "EMBEDDED_SOURCES",
     "EMBEDDED_SEED",
     "STDLIB_MODULES",
+    "LARGE",
+    "LARGE_SOURCES",
+    "large_sources",
+    "large_corpus",
+    "large_documents",
+    "Deduplicated",
+    "deduplicate",
+    "DocumentSplit",
+    "split_documents",
 ]

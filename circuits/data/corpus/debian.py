@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparse_circuits.circuits.data.corpus.common import CorpusError, announce
+from sparse_circuits.circuits.data.corpus.sources import CorpusSource
 
-__all__ = ["fetch_debian_packages", "debian_source"]
+__all__ = ["fetch_debian_packages", "debian_source", "debian_corpus_source"]
 
 
 def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -69,3 +70,16 @@ def debian_source(
             return extract(fetch_debian_packages(packages, Path(folder)))
 
     return build
+
+
+def debian_corpus_source(
+    name: str,
+    description: str,
+    packages: Sequence[str],
+    extract: Callable[[Path], list[str]],
+    *,
+    version: str = "debian",
+) -> CorpusSource:
+    """A corpus source read from Debian ``packages`` by ``extract``; ``version`` names its cache
+    (what the documents depend on beyond the extraction)."""
+    return CorpusSource(name, description, debian_source(packages, extract), lambda: version)

@@ -51,31 +51,24 @@ domain, but in its own compressed format that needs the ``bible-kjv`` program), 
 
 from __future__ import annotations
 
-import json
 import random
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from sparse_circuits.circuits.data.corpus.austen import austen_from_root
-from sparse_circuits.circuits.data.corpus.common import CorpusError, announce
-from sparse_circuits.circuits.data.corpus.debian import debian_source
+from sparse_circuits.circuits.data.corpus.common import announce
+from sparse_circuits.circuits.data.corpus.debian import debian_corpus_source
 from sparse_circuits.circuits.data.corpus.fortunes import fortunes_from_root
 from sparse_circuits.circuits.data.corpus.python_docs import (
     pydoc_topic_documents,
     python_version,
     stdlib_docstring_documents,
 )
-from sparse_circuits.circuits.data.corpus.text_files import read_jsonl_documents
-from sparse_circuits.circuits.model.loading import cache_dir
-from sparse_circuits.files import atomic_path, write_text_atomic
+from sparse_circuits.circuits.data.corpus.sources import CorpusSource, source_documents
 
 __all__ = [
     "EMBEDDED",
     "EMBEDDED_SEED",
     "EMBEDDED_SOURCES",
-    "EmbeddedSource",
     "embedded_sources",
     "embedded_documents",
 ]
@@ -85,75 +78,16 @@ EMBEDDED = "embedded"
 EMBEDDED_SEED = 0
 """Seed of the shuffle that mixes the embedded sources' documents."""
 
-_EXTRACTOR_VERSION = 1
-"""Bump when the extraction changes, so old caches are no longer read."""
-
-
-@dataclass(frozen=True)
-class EmbeddedSource:
-    """One source of the embedded corpus: how to build its documents and name its cache."""
-
-    name: str
-    """The source's name: its cache file's prefix and its key in ``embedded_sources``."""
-    description: str
-    """What it holds, for the warning when it is skipped."""
-    build: Callable[[], list[str]]
-    """Fetch and extract the documents; raises ``CorpusError`` when the source cannot be had."""
-    version: Callable[[], str]
-    """Part of the cache file's name: what the documents depend on."""
-
 
 def embedded_sources() -> dict[str, list[str]]:
     """Each available embedded source's documents, in file order (cached after the first use)."""
-    folder = cache_dir() / "corpus"
-    result: dict[str, list[str]] = {}
-    for source in EMBEDDED_SOURCES:
-        documents = _cached_source(source, folder)
-        if documents is not None:
-            result[source.name] = documents
-    if not any(result.values()):
-        raise CorpusError(f"the embedded corpus has no text: no source could be read ({folder})")
-    return result
+    return source_documents(EMBEDDED_SOURCES, EMBEDDED)
 
 
 def embedded_documents() -> list[str]:
     """The embedded corpus: every source's documents, mixed by a fixed-seed shuffle."""
     documents = [doc for docs in embedded_sources().values() for doc in docs]
     random.Random(EMBEDDED_SEED).shuffle(documents)
-    return documents
-
-
-_UNAVAILABLE: dict[str, str] = {}
-"""Sources that failed in this process, with the reason: not tried again until it ends."""
-
-
-def _cached_source(source: EmbeddedSource, folder: Path) -> list[str] | None:
-    path = folder / f"{source.name}-{source.version()}-v{_EXTRACTOR_VERSION}.jsonl"
-    if path.is_file():
-        try:
-            return read_jsonl_documents(path)
-        except CorpusError:
-            pass  # a damaged cache is rebuilt
-    if source.name in _UNAVAILABLE:
-        return None
-    try:
-        documents = source.build()
-        if not documents:
-            raise CorpusError("it holds no text")
-    except CorpusError as error:
-        _UNAVAILABLE[source.name] = str(error)
-        warnings.warn(
-            f"embedded corpus: skipping source {source.name!r} ({source.description}): {error}",
-            stacklevel=3,
-        )
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        lines = (json.dumps({"text": doc}, ensure_ascii=False) + "\n" for doc in documents)
-        tmp.write_bytes("".join(lines).encode("utf-8"))
-    summary = {"source": source.name, "documents": len(documents)}
-    summary["characters"] = sum(map(len, documents))
-    write_text_atomic(path.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     return documents
 
 
@@ -165,26 +99,26 @@ def _collect_python(build: Callable[[], list[str]], what: str) -> Callable[[], l
     return run
 
 
-EMBEDDED_SOURCES: tuple[EmbeddedSource, ...] = (
-    EmbeddedSource(
-        name="fortunes",
-        description="Debian fortunes and fortunes-min",
-        build=debian_source(("fortunes-min", "fortunes"), fortunes_from_root),
-        version=lambda: "debian",
+EMBEDDED_SOURCES: tuple[CorpusSource, ...] = (
+    debian_corpus_source(
+        "fortunes",
+        "Debian fortunes and fortunes-min",
+        ("fortunes-min", "fortunes"),
+        fortunes_from_root,
     ),
-    EmbeddedSource(
-        name="austen",
-        description="Jane Austen's novels, Debian r-cran-janeaustenr",
-        build=debian_source(("r-cran-janeaustenr",), austen_from_root),
-        version=lambda: "debian",
+    debian_corpus_source(
+        "austen",
+        "Jane Austen's novels, Debian r-cran-janeaustenr",
+        ("r-cran-janeaustenr",),
+        austen_from_root,
     ),
-    EmbeddedSource(
+    CorpusSource(
         name="pydoc",
         description="Python's pydoc topics",
         build=_collect_python(pydoc_topic_documents, "Python's pydoc topics"),
         version=python_version,
     ),
-    EmbeddedSource(
+    CorpusSource(
         name="docstrings",
         description="docstrings of standard-library modules",
         build=_collect_python(stdlib_docstring_documents, "standard-library docstrings"),

@@ -3,7 +3,7 @@
 Sources accepted by ``read_documents``:
 
 1. ``"embedded"``: a corpus of real English built on this machine (``corpus.embedded``), the
-   default;
+   default; ``"large"``: its sources and more, deduplicated (``corpus.large``);
 2. a plain-text file: documents separated by one or more blank lines;
 3. a ``.jsonl`` file: one JSON object a line, its ``text`` field a document;
 4. a hub dataset name (e.g. ``owner/name``), read with the ``datasets`` package where it is
@@ -27,6 +27,7 @@ import torch
 
 from sparse_circuits.circuits.data.corpus.common import CorpusError
 from sparse_circuits.circuits.data.corpus.embedded import EMBEDDED, embedded_documents
+from sparse_circuits.circuits.data.corpus.large import LARGE, large_documents
 from sparse_circuits.circuits.data.corpus.text_files import (
     read_jsonl_documents,
     read_plain_documents,
@@ -42,7 +43,8 @@ def read_documents(
     max_documents: int | None = None,
     split: str = "train",
 ) -> list[str]:
-    """The documents of ``source``: ``"embedded"``, a text or ``.jsonl`` file, or a hub dataset.
+    """The documents of ``source``: ``"embedded"``, ``"large"``, a text or ``.jsonl`` file, or a
+    hub dataset.
 
     Documents that are empty or only whitespace are dropped. ``split`` is used for hub
     datasets only.
@@ -50,6 +52,8 @@ def read_documents(
     name = os.fspath(source)
     if name == EMBEDDED:
         documents = embedded_documents()
+    elif name == LARGE:
+        documents = large_documents()
     else:
         path = Path(name).expanduser()
         if path.is_file():
