@@ -4,7 +4,7 @@
 Prints the speed-up (float32 seconds / bfloat16 seconds, medians of interleaved rounds after
 a warm-up of each) of
   stream      the activation stream feeding training: ``ModelActivationSource`` over the
-              embedded corpus, every resid place at once as the starter set was trained
+              embedded corpus, all 30 resid places at once (one shared stream)
   train_step  one TopK trainer step (``DictionaryTrainer.step``: encode, decode, MSE,
               backward, clipping, unit-norm projection, Adam; float32 master weights in both)
               at d_in 576, 16384 latents, k 32, batch 4096
