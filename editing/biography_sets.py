@@ -42,6 +42,7 @@ __all__ = [
     "read_labelled",
     "concept_groups",
     "split_cells",
+    "with_capitals",
     "write_generated",
 ]
 
@@ -94,6 +95,16 @@ def name_pool(words: Sequence[str], names: str) -> list[str]:
     if names not in ("train", "test"):
         raise ValueError(f"names must be 'train', 'test' or 'all', not {names!r}")
     return list(words[0 if names == "train" else 1 :: 2])
+
+
+def with_capitals(slots: dict[str, str]) -> dict[str, str]:
+    """``slots`` and, for each lower-case key, its capitalised twin (``he`` -> ``He``), for
+    a slot that starts a sentence."""
+    out = dict(slots)
+    for key, value in slots.items():
+        if key.islower() and value:
+            out[key[0].upper() + key[1:]] = value[0].upper() + value[1:]
+    return out
 
 
 def split_cells(n: int, split: str) -> list[tuple[int, int]]:

@@ -45,6 +45,7 @@ from sparse_circuits.editing.biography_sets import (
     name_pool,
     read_labelled,
     split_cells,
+    with_capitals,
     write_generated,
 )
 
@@ -583,14 +584,6 @@ def _article(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
-def _capitalise_slots(slots: dict[str, str]) -> dict[str, str]:
-    out = dict(slots)
-    for key, value in slots.items():
-        if value and key.islower():
-            out[key[0].upper() + key[1:]] = value[0].upper() + value[1:]
-    return out
-
-
 def _slots(gender: int, rng: random.Random, first: list[str], last: list[str]) -> dict[str, str]:
     words = GENDERED[gender]
     city, city2 = rng.sample(CITIES, 2)
@@ -610,7 +603,7 @@ def _slots(gender: int, rng: random.Random, first: list[str], last: list[str]) -
         hobby2=rng.choice(_GOING),
         club=rng.choice(CLUBS),
     )
-    return _capitalise_slots(slots)
+    return with_capitals(slots)
 
 
 def _biography(label: int, group: int, rng: random.Random, first, last) -> str:

@@ -39,6 +39,7 @@ from sparse_circuits.editing.biography_sets import (
     draw_distinct,
     name_pool,
     split_cells,
+    with_capitals,
     write_generated,
 )
 
@@ -407,15 +408,6 @@ CUE_LINES = {"role": ROLE_LINES, "setting": SETTING_LINES, "kit": KIT_LINES, "pa
 CUE_PHRASES = {"role": ROLES, "setting": SETTINGS, "kit": KITS, "path": PATHS}
 
 
-def _title_case(slots: dict[str, str]) -> dict[str, str]:
-    """``slots`` and, for each lower-case key, its capitalised twin (``they`` -> ``They``)."""
-    out = dict(slots)
-    for key, value in slots.items():
-        if key.islower() and value:
-            out[key.capitalize()] = value[0].upper() + value[1:]
-    return out
-
-
 def _fill(gender: int, rng: random.Random, given: list[str], family: list[str]) -> dict[str, str]:
     words = WORDS[gender]
     town, town2 = rng.sample(TOWNS, 2)
@@ -431,7 +423,7 @@ def _fill(gender: int, rng: random.Random, given: list[str], family: list[str]) 
         sport=rng.choice(SPORTS),
         pastime=rng.choice(PASTIMES),
     )
-    return _title_case(slots)
+    return with_capitals(slots)
 
 
 def _profile(label: int, group: int, rng: random.Random, given, family) -> str:
