@@ -10,6 +10,12 @@ concept lives once the judge's features are ablated.
 2. ``judge_every_feature``: the judge's test run on every feature at every place SHIFT uses,
    not only on the attributed candidates: how many features correlate with the concept, how
    many of those the candidates hold and how many the judge marked (per place).
+
+What they found with the 512-latent starter dictionaries on the development generator (README,
+section SHIFT): after the ablation the error term at the probe place reads gender about as well
+as the reconstruction does (0.72 and 0.70, from 0.86 and 0.92), the ablations upstream having
+lowered it too; the attributed candidates hold fewer than half of the features that correlate
+with gender, most of the missed ones at the first places (names and pronouns).
 """
 
 from __future__ import annotations
