@@ -14,8 +14,10 @@ concept lives once the judge's features are ablated.
 What they found with the 512-latent starter dictionaries on the development generator (README,
 section SHIFT): after the ablation the error term at the probe place reads gender about as well
 as the reconstruction does (0.72 and 0.70, from 0.86 and 0.92), the ablations upstream having
-lowered it too; the attributed candidates hold fewer than half of the features that correlate
-with gender, most of the missed ones at the first places (names and pronouns).
+lowered it too (ablating at the probe place alone leaves the error's gender at 0.87 and closes a
+quarter of the worst-group gap, against nine tenths at every place); the attributed candidates
+hold fewer than half of the features that correlate with gender, most of the missed ones at the
+first places (names and pronouns).
 """
 
 from __future__ import annotations
