@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +60,12 @@ __all__ = [
     "auroc_p_value",
     "candidates_markdown",
     "check_ablation_list",
+    "gap_closed",
     "plot_results",
     "pooled_features",
+    "results_markdown",
     "run_shift",
+    "zero_ablations",
 ]
 
 FeatureRef = tuple[str, int]
@@ -77,6 +80,9 @@ SMALL_EFFECT = 0.112
 class ShiftConfig:
     place: str
     """Where the probe reads (mean-pooled), e.g. ``resid.12``."""
+    places: tuple[str, ...] | None = None
+    """The dictionary places SHIFT attributes to, judges and ablates at, each at or before the
+    probe's ``place``; ``None``: every place of the dictionary set up to the probe."""
     attribution_share: float = 0.5
     """The candidates are the fewest top features (by |effect|) whose |effects| add up to this
     share of all features' |effects|: a rule free of the metric's scale, so it reads the same
@@ -115,6 +121,10 @@ class ShiftConfig:
     """Seeds the probes, the split of the balanced set and the random baseline."""
 
     def __post_init__(self) -> None:
+        if self.places is not None:
+            self.places = tuple(self.places)
+            if not self.places:
+                raise ConfigError("places must name at least one place (None: all)")
         if not 0 < self.attribution_share <= 1:
             raise ConfigError(f"attribution_share must be in (0, 1], not {self.attribution_share}")
         if self.candidates is not None and self.candidates < 1:
@@ -132,18 +142,18 @@ class ShiftConfig:
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count half)."""
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count half): the
+    Mann-Whitney U statistic from the ranks, tied scores sharing their average rank."""
     scores, labels = scores.double(), labels.bool()
-    ranks = torch.empty_like(scores)
-    order = scores.argsort()
-    sorted_scores = scores[order]
-    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
-    for value in sorted_scores.unique():  # average ranks over ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("AUROC needs both classes")
+    sorted_scores, order = scores.sort()
+    _, inverse, counts = sorted_scores.unique_consecutive(return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # 1-based rank of each run of ties' last member
+    average = last - (counts.double() - 1) / 2
+    ranks = torch.empty_like(scores)
+    ranks[order] = average[inverse]
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
@@ -248,6 +258,19 @@ class _FromPosition(Intervention):
         return torch.where(before_BT1, x_BTD, edited_BTD)
 
 
+def zero_ablations(
+    dictionaries: Mapping[str, Dictionary], refs: Sequence[FeatureRef], *, first: int
+) -> list[Intervention]:
+    """SHIFT's edit: zero-ablate the features ``refs`` (the error kept), at positions
+    ``>= first``; one intervention per place."""
+    by_place: dict[str, list[int]] = {}
+    for place, feature in refs:
+        by_place.setdefault(place, []).append(feature)
+    return [
+        _FromPosition(FeatureAblation(p, dictionaries[p], fs), first) for p, fs in by_place.items()
+    ]
+
+
 def _pool(
     model: Any,
     adapter: Any,
@@ -256,23 +279,24 @@ def _pool(
     interventions: Sequence[Intervention] = (),
     *,
     batch_size: int,
+    read: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """``(N, d_model)`` pooled activations at ``place`` with ``interventions`` in force. Those
-    upstream act as hooks; those at ``place`` itself edit what is read there before pooling,
-    since a hook's edit does not reach the trace's read at its own place (see
-    ``editing.interventions``)."""
+    """``(N, k)`` pooled ``read(x_BTD)`` at ``place`` (``k = d_model`` without ``read``: the
+    activations) with ``interventions`` in force. Those upstream act as hooks; those at
+    ``place`` itself edit what is read there before pooling, since a hook's edit does not reach
+    the trace's read at its own place (see ``editing.interventions``)."""
     here = [i for i in interventions if i.place == place]
 
     def edit(x_BTD: torch.Tensor) -> torch.Tensor:
         positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device).expand(x_BTD.shape[:2])
         for intervention in here:
             x_BTD = intervention.apply(x_BTD, positions_BT)
-        return x_BTD
+        return x_BTD if read is None else read(x_BTD)
 
     with intervene(adapter, [i for i in interventions if i.place != place]):
         return pooled_activations_at(
             model, adapter, texts, [place], batch_size=batch_size,
-            encoders={place: edit} if here else None,
+            encoders={place: edit} if here or read else None,
         )[place]  # fmt: skip
 
 
@@ -388,11 +412,12 @@ def check_ablation_list(
     place: str,
     refs: Sequence[FeatureRef],
     *,
+    places: Sequence[str] | None = None,
     source: str | Path | None = None,
 ) -> None:
     """Raise ``ValueError`` unless ``refs`` is non-empty and names each of its features once, of
-    a dictionary at or before the probe's ``place``; the message starts with ``source`` (the
-    file the list was read from) when given."""
+    a dictionary at or before the probe's ``place`` (and at one of ``places``, when given); the
+    message starts with ``source`` (the file the list was read from) when given."""
 
     def refuse(problem: str) -> ValueError:
         return ValueError(problem if source is None else f"{source}: {problem}")
@@ -407,6 +432,8 @@ def check_ablation_list(
             raise refuse(f"cannot ablate {name}: no dictionary for {at}")
         if adapter.parse(at).order > probe_order:
             raise refuse(f"cannot ablate {name}: {at} comes after the probe place {place}")
+        if places is not None and at not in places:
+            raise refuse(f"cannot ablate {name}: {at} is not one of the places {list(places)}")
         if not 0 <= feature < dictionaries[at].d_sae:
             raise refuse(
                 f"cannot ablate {name}: feature {feature} is beyond the dictionary at {at} "
@@ -418,18 +445,28 @@ def check_ablation_list(
 
 
 def _dictionaries_up_to(
-    adapter: Any, dictionaries: Mapping[str, Dictionary], place: str
+    adapter: Any,
+    dictionaries: Mapping[str, Dictionary],
+    place: str,
+    places: Sequence[str] | None = None,
 ) -> dict[str, Dictionary]:
-    """The dictionaries at or before the probe's ``place``, in model order; all must be SAEs
-    (a transcoder's features are computed from another place than the one they write)."""
+    """The dictionaries at or before the probe's ``place`` (only those of ``places`` when
+    given, each of which must be such a place), in model order; all must be SAEs (a
+    transcoder's features are computed from another place than the one they write)."""
     probe_order = adapter.parse(place).order
-    places = [p for p in dictionaries if adapter.parse(p).order <= probe_order]
+    if places is None:
+        places = [p for p in dictionaries if adapter.parse(p).order <= probe_order]
+    for at in places:
+        if at not in dictionaries:
+            raise ValueError(f"places: no dictionary for {at}")
+        if adapter.parse(at).order > probe_order:
+            raise ValueError(f"places: {at} comes after the probe place {place}")
     if not places:
         raise ValueError(f"no dictionary at or before the probe place {place}")
     for at in places:
         if dictionaries[at].config.is_transcoder:
             raise ValueError(f"SHIFT ablates SAE features; {at} holds a transcoder")
-    return {p: dictionaries[p] for p in adapter.sort(places)}
+    return {p: dictionaries[p] for p in adapter.sort(list(dict.fromkeys(places)))}
 
 
 def _recentred(probe: LinearProbe, X_before: torch.Tensor, X_after: torch.Tensor):
@@ -461,10 +498,13 @@ def run_shift(
     if (concept is None) == (ablate is None):
         raise ValueError("choose features by exactly one of a concept set (--auto) or a list")
     if ablate is not None:
-        check_ablation_list(adapter, dictionaries, config.place, ablate, source=ablation_source)
+        check_ablation_list(
+            adapter, dictionaries, config.place, ablate, places=config.places,
+            source=ablation_source,
+        )  # fmt: skip
     # in the model's dtype once, for every pass below (attribution, judge, ablations)
     dictionaries = cast_dictionaries(
-        _dictionaries_up_to(adapter, dictionaries, config.place), adapter.dtype
+        _dictionaries_up_to(adapter, dictionaries, config.place, config.places), adapter.dtype
     )
     rng = random.Random(config.seed)
     oracle_train, evaluation = _halves(test, rng)
@@ -501,13 +541,7 @@ def run_shift(
             raise NoSpuriousFeature(candidates)
 
     def ablations(refs: list[FeatureRef]) -> list[Intervention]:
-        by_place: dict[str, list[int]] = {}
-        for place, feature in refs:
-            by_place.setdefault(place, []).append(feature)
-        return [
-            _FromPosition(FeatureAblation(p, dictionaries[p], fs), config.first_position)
-            for p, fs in by_place.items()
-        ]
+        return zero_ablations(dictionaries, refs, first=config.first_position)
 
     def ablated_scores(refs: list[FeatureRef], X_train_ablated, X_eval_ablated):
         raw = _scores(probe, X_eval_ablated, evaluation)
@@ -619,6 +653,44 @@ def plot_results(results: dict[str, Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         figure.write_html(tmp, include_plotlyjs=True)
     return path
+
+
+METHOD_NAMES = {
+    "original": "original probe",
+    "shift": "SHIFT",
+    "shift_retrain": "SHIFT + retrained probe",
+    "random": "random features",
+    "neuron_skyline": "neuron skyline",
+    "oracle": "oracle probe",
+}
+
+
+def gap_closed(results: dict[str, Any], method: str, *, metric: str = "worst_group_acc") -> float:
+    """The share of the gap between the original probe and the oracle that ``method`` closes,
+    ``(acc - original) / (oracle - original)`` in ``metric``; NaN when there is no gap."""
+    methods = results["methods"]
+    original, oracle = methods["original"][metric], methods["oracle"][metric]
+    if oracle == original:
+        return float("nan")
+    return (methods[method][metric] - original) / (oracle - original)
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The SHIFT table as Markdown: per method its worst-group, task (overall) and spurious
+    accuracy, the share of the worst-group gap to the oracle it closes, and how many features
+    (or neurons) it ablated."""
+    lines = [
+        "| method | worst group | task acc. | spurious acc. | gap closed | ablated |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for method, scores in results["methods"].items():
+        closed = "" if method in ("original", "oracle") else f"{gap_closed(results, method):.2f}"
+        lines.append(
+            f"| {METHOD_NAMES.get(method, method)} | {scores['worst_group_acc']:.3f} | "
+            f"{scores['task_acc']:.3f} | {scores['spurious_acc']:.3f} | {closed} | "
+            f"{len(scores['ablated'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def candidates_markdown(results: dict[str, Any], *, contexts: int = 3) -> str:

@@ -592,6 +592,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def shift_options(options: Options) -> None:
+    from sparse_circuits.editing.biography_sets import GENERATORS
     from sparse_circuits.editing.shift import ShiftConfig
 
     model_options(options)
@@ -602,17 +603,28 @@ def shift_options(options: Options) -> None:
     options.setting(
         ShiftConfig, "place", default="resid.16", help="where the probe reads (mean-pooled)"
     )
+    options.setting(
+        ShiftConfig, "places", type=lambda text: tuple(comma_list(text)),
+        help="comma-separated dictionary places to attribute, judge and ablate at "
+        "(default: every one up to --place)",
+    )  # fmt: skip
+    options.add(
+        "--generator", choices=GENERATORS, default="bios",
+        help="whose shipped files --train, --test and --concept default to: the development "
+        "generator (bios) or the independent one SHIFT is reported on (profiles) "
+        "(default: bios)",
+    )  # fmt: skip
     options.add(
         "--train", type=Path,
-        help="ambiguous split JSONL (text, label, group) (default: the shipped Bias in Bios one)",
+        help="ambiguous split JSONL (text, label, group) (default: the generator's)",
     )  # fmt: skip
     options.add(
         "--test", type=Path,
-        help="balanced split JSONL (text, label, group) (default: the shipped Bias in Bios one)",
+        help="balanced split JSONL (text, label, group) (default: the generator's)",
     )  # fmt: skip
     options.add(
         "--concept", type=Path,
-        help="concept set JSONL (text, group) for --auto (default: the shipped gender set)",
+        help="concept set JSONL (text, group) for --auto (default: the generator's gender set)",
     )  # fmt: skip
     choose = options.exclusive(required=True)
     options.add("--ablate", into=choose, type=Path, help="file of PLACE:FEATURE_ID to ablate")
@@ -644,29 +656,31 @@ def shift_options(options: Options) -> None:
     )
     options.add(
         "--out", required=True, type=Path,
-        help="output folder: results.json, candidates.md, results.html",
+        help="output folder: results.json, results.md, candidates.md, results.html",
     )  # fmt: skip
 
 
 @command("SHIFT: ablate spurious features of a probe classifier", shift_options)
 def cmd_shift(args: argparse.Namespace) -> int:
     from sparse_circuits.dictionaries.sets import load_dictionary_set
-    from sparse_circuits.editing.bios import bios_file, read_labelled
+    from sparse_circuits.editing.biography_sets import data_file, generator, read_labelled
     from sparse_circuits.editing.shift import (
         NoSpuriousFeature,
         candidates_markdown,
         plot_results,
+        results_markdown,
         run_shift,
     )
     from sparse_circuits.files import read_utf8, write_text_atomic
 
     config = _shift_config(args)  # bad options fail before the slow part
-    train = read_labelled(args.train or bios_file("train"))
-    test = read_labelled(args.test or bios_file("test"))
+    shipped = generator(args.generator).data_dir
+    train = read_labelled(args.train or data_file("train", shipped))
+    test = read_labelled(args.test or data_file("test", shipped))
     concept = ablate = None
     if args.auto:
         concept = read_labelled(
-            args.concept or bios_file("gender_concept"), fields=("text", "group")
+            args.concept or data_file("gender_concept", shipped), fields=("text", "group")
         )
     else:
         text = read_utf8(args.ablate, what="ablation list")
@@ -694,6 +708,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
     write_text_atomic(args.out / "candidates.md", candidates_markdown(results))
+    write_text_atomic(args.out / "results.md", results_markdown(results))
     plot_results(results, args.out / "results.html")
     table = {
         m: {k: round(v, 3) for k, v in r.items() if k.endswith("acc")}

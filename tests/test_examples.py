@@ -47,6 +47,7 @@ def succeeded(result) -> str:
 def test_examples_are_all_tested():
     tested = {"discover_circuit.py", "export_and_plot.py", "steer_generation.py"}
     tested |= {"train_dictionary.py", "debias_classifier.py", "pythia_feature_circuits.py"}
+    tested |= {"shift_generalisation.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -191,3 +192,30 @@ def test_debias_classifier(tmp_path):
     listed = (tmp_path / "shift" / "candidates.md").read_text()
     assert listed.count("\n") == 2 + len(results["candidates"])
     assert all(c["top_contexts"] for c in results["candidates"][:3])
+
+
+@pytest.mark.slow
+def test_shift_generalisation(tmp_path):
+    """On the report generator and the development one, with every diagnosis: the table's
+    gap closed is (acc - original) / (oracle - original) of the results it wrote."""
+    result = run_example(
+        "shift_generalisation.py",
+        *("--place", "resid.4", "--generators", "profiles,bios", "--examples", 24),
+        *("--attribution-examples", 8, "--diagnose", "--out", "gen"),
+        cwd=tmp_path,
+    )
+    out = succeeded(result)
+    for name in ("profiles", "bios"):
+        results = json.loads((tmp_path / "gen" / name / "results.json").read_text())
+        methods = results["methods"]
+        assert results["settings"]["places"] == [f"resid.{i}" for i in range(5)]
+        assert f"## {name}: probe at resid.4" in out
+        for method in ("shift", "shift_retrain"):
+            gap = methods["oracle"]["worst_group_acc"] - methods["original"]["worst_group_acc"]
+            closed = methods[method]["worst_group_acc"] - methods["original"]["worst_group_acc"]
+            expected = "nan" if gap == 0 else f"{closed / gap:.2f}"
+            assert f"gap closed by {method}: {expected}" in out
+        readout = results["diagnostics"]["parts_readout"]
+        assert set(readout) == {"before", "after"}
+        assert all(0 <= v["group_acc"] <= 1 for v in readout["after"].values())
+        assert results["diagnostics"]["every_feature"]["total"]["features"] == 5 * 512

@@ -27,8 +27,11 @@ from sparse_circuits.editing.shift import (
     auroc_p_value,
     candidates_markdown,
     check_ablation_list,
+    gap_closed,
     pooled_features,
+    results_markdown,
     run_shift,
+    zero_ablations,
 )
 
 from .conftest import D_MODEL, random_dictionary, tiny_model
@@ -417,3 +420,144 @@ def test_cli_shift_keeps_the_candidates_when_the_judge_marks_none(cli_files, tmp
     for row in rows:  # AUROC 0.50, not judged spurious, not ablated
         assert "| 0.50 | no | no |" in row
     assert not (out / "results.json").exists()
+
+
+def test_auroc_counts_the_pairs_it_orders_ties_half():
+    """Against the pairwise definition, on scores with many ties (features that stay at 0)."""
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(50):
+        scores = torch.randint(0, 4, (30,), generator=generator).float()
+        labels = torch.arange(30) % 2
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        pairs = (pos[:, None] > neg).double() + 0.5 * (pos[:, None] == neg).double()
+        assert auroc(scores, labels) == pytest.approx(float(pairs.mean()), abs=1e-12)
+
+
+def test_places_choose_the_dictionaries(setup):
+    _, adapter, dictionaries = setup
+    assert list(_dictionaries_up_to(adapter, dictionaries, "resid.2", ("resid.1",))) == ["resid.1"]
+    for places, message in (
+        (("resid.2",), "places: resid.2 comes after the probe place resid.1"),
+        (("mlp.0",), "places: no dictionary for mlp.0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            _dictionaries_up_to(adapter, dictionaries, "resid.1", places)
+    with pytest.raises(ValueError, match=r"^places must name at least one place \(None: all\)$"):
+        ShiftConfig(place="resid.1", places=())
+    data = bios(8, False, 0)
+    config = ShiftConfig(place="resid.1", places=("resid.1",))
+    with pytest.raises(ValueError, match=r"resid.0:1: resid.0 is not one of the places \['resid"):
+        run_shift(None, adapter, dictionaries, data, data, config, ablate=[("resid.0", 1)])
+
+
+def test_shift_at_the_probe_place_only(setup):
+    model, adapter, dictionaries = setup
+    config = ShiftConfig(place="resid.1", places=("resid.1",), candidates=6, probe_epochs=30,
+                         label_tokens=0, attribution_examples=4)  # fmt: skip
+    results = run_shift(
+        model, adapter, dictionaries, bios(16, False, 0), bios(16, True, 1), config,
+        ablate=[("resid.1", 2)], progress=False,
+    )  # fmt: skip
+    assert results["settings"]["places"] == ["resid.1"]
+    assert {c["place"] for c in results["candidates"]} == {"resid.1"}
+    assert all(ref.startswith("resid.1:") for ref in results["methods"]["random"]["ablated"])
+
+
+def test_gap_closed_and_the_table_by_hand():
+    def scores(worst, task, n=0):
+        return {"worst_group_acc": worst, "task_acc": task, "spurious_acc": 0.5,
+                "ablated": [f"resid.0:{i}" for i in range(n)]}  # fmt: skip
+
+    results = {"methods": {"original": scores(0.2, 0.6), "shift": scores(0.5, 0.7, 3),
+                           "oracle": scores(0.8, 0.9)}}  # fmt: skip
+    assert gap_closed(results, "shift") == pytest.approx((0.5 - 0.2) / (0.8 - 0.2))
+    assert gap_closed(results, "shift", metric="task_acc") == pytest.approx(0.1 / 0.3)
+    rows = results_markdown(results).splitlines()
+    assert rows[0].startswith("| method | worst group | task acc.")
+    assert rows[3] == "| SHIFT | 0.500 | 0.700 | 0.500 | 0.50 | 3 |"
+    assert rows[2] == "| original probe | 0.200 | 0.600 | 0.500 |  | 0 |"
+    flat = {"methods": {**results["methods"], "oracle": scores(0.2, 0.9)}}
+    assert math.isnan(gap_closed(flat, "shift"))
+
+
+def test_parts_readout_splits_the_activation(setup):
+    """The pooled activation is the pooled reconstruction plus the pooled error; the readout's
+    group probe on the activation is a probe trained by hand on the same halves; after the
+    ablation it reads the ablated activations."""
+    from sparse_circuits.editing.shift_diagnostics import _split_parts, parts_readout
+
+    model, adapter, dictionaries = setup
+    test = bios(32, True, 5)
+    config = ShiftConfig(place="resid.1", probe_epochs=40)
+    ablated = [("resid.0", 3), ("resid.1", 5), ("resid.1", 7)]
+    readout = parts_readout(model, adapter, dictionaries, test, config, ablated)
+    texts = [d["text"] for d in test]
+    parts = _pool(model, adapter, texts, "resid.1", batch_size=4,
+                  read=_split_parts(dictionaries["resid.1"]))  # fmt: skip
+    x, x_hat, err = parts.split(D_MODEL, dim=-1)
+    assert torch.allclose(x, pooled_activations(model, adapter, texts, "resid.1"), atol=1e-5)
+    assert torch.allclose(x, x_hat + err, atol=1e-5) and err.abs().max() > 1e-3
+    fit, scored = _halves(test, random.Random(config.seed))
+    for when, edits in (("before", []), ("after", zero_ablations(dictionaries, ablated, first=1))):
+        X = {name: _pool(model, adapter, [d["text"] for d in rows], "resid.1", edits,
+                         batch_size=4) for name, rows in (("fit", fit), ("scored", scored))}  # fmt: skip
+        probe = train_probe(X["fit"], torch.tensor([d["group"] for d in fit]), epochs=40,
+                            weight_decay=1e-2, seed=0)  # fmt: skip
+        truth = torch.tensor([d["group"] for d in scored])
+        expected = float((probe.predict(X["scored"]) == truth).float().mean())
+        assert readout[when]["activation"]["group_acc"] == pytest.approx(expected)
+    assert set(readout["after"]) == {"activation", "reconstruction", "error"}
+
+
+def test_judge_every_feature_counts_by_hand(setup):
+    from sparse_circuits.editing.shift_diagnostics import judge_every_feature
+
+    model, adapter, dictionaries = setup
+    concept = [{"text": r["text"], "group": r["group"]} for r in bios(24, True, 2)]
+    config = ShiftConfig(place="resid.1", judge_alpha=1.0, judge_threshold=0.0)
+    candidates = [{"place": "resid.0", "feature": f, "judged_spurious": f < 2} for f in range(6)]
+    counts = judge_every_feature(model, adapter, dictionaries, concept, config, candidates)
+    refs = [(p, i) for p in ("resid.0", "resid.1") for i in range(32)]
+    pooled = pooled_features(model, adapter, dictionaries, [d["text"] for d in concept], refs)
+    groups = torch.tensor([d["group"] for d in concept])
+    correlated = {
+        ref for column, ref in enumerate(refs)
+        if auroc_p_value(auroc(pooled[:, column], groups), 12, 12) < 1.0 / len(refs)
+    }  # fmt: skip
+    assert correlated  # the test means something
+    total = counts["total"]
+    assert total["features"] == 64 and total["correlated"] == len(correlated)
+    assert total["candidates"] == 6 and total["marked"] == 2
+    assert total["in_candidates"] == len(correlated & {("resid.0", f) for f in range(6)})
+    assert counts["by_place"]["resid.1"]["correlated"] == sum(p == "resid.1" for p, _ in correlated)
+
+
+def test_cli_shift_reads_the_chosen_generators_files(cli_files, tmp_path, monkeypatch, capsys):
+    """``--generator profiles`` without --train/--test/--concept reads that generator's
+    shipped files (here a small set written into a folder it is pointed at); ``--places``
+    limits the dictionaries used."""
+    from sparse_circuits.editing import profiles
+
+    _, base = cli_files
+    folder = tmp_path / "profiles"
+    profiles.write_profiles(folder, n_train=12, n_test=8, n_concept=8)
+    monkeypatch.setattr(profiles, "GENERATOR", profiles.GENERATOR._replace(data_dir=folder))
+    without_files = [*base[:7], *base[11:]]  # no --train / --test
+    assert "--train" not in without_files and "--test" not in without_files
+    out = tmp_path / "o"
+    assert main([*without_files, "--generator", "profiles", "--places", "resid.1",
+                 "--ablate", str(_ablation_file(tmp_path, "resid.1:2")), "--out", str(out)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["n_train"] == 12 and results["settings"]["n_eval"] == 4
+    assert results["settings"]["places"] == ["resid.1"]
+    assert (out / "results.md").read_text().count("\n") == 2 + len(results["methods"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="^2$"):
+        main([*without_files, "--generator", "news", "--auto", "--out", str(out)])
+    assert "argument --generator: invalid choice: 'news'" in capsys.readouterr().err
+
+
+def _ablation_file(folder, *features):
+    path = folder / "ablate.txt"
+    path.write_text("".join(f + "\n" for f in features))
+    return path
