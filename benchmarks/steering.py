@@ -9,7 +9,7 @@ side. The vector is a starter dictionary feature's decoder direction. 1.0 means 
 nothing; goal: at least 0.9 on smollm2-135m. One plain/steered pair is printed, to show that
 the steering changes the text.
 
-    python benchmarks/steering.py [--model smollm2-135m] [--place resid.12] [--feature 189]
+    python benchmarks/steering.py [--model smollm2-135m] [--place resid.15] [--feature 189]
                                   [--coef 8] [--new-tokens 32] [--repeats 5]
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dictionaries", default="starter/smollm2-135m")
-    parser.add_argument("--place", default="resid.12")
+    parser.add_argument("--place", default="resid.15")
     parser.add_argument("--feature", type=int, default=189)
     parser.add_argument("--coef", type=float, default=8.0)
     parser.add_argument("--new-tokens", type=int, default=32)

@@ -24,6 +24,7 @@ from .conftest import D_MODEL, random_dictionary, tiny_model
 from .reference import EXAMPLES as PROMPTS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STARTER = EXAMPLES.parent / "starter" / "smollm2-135m"
 
 
 def run_example(name: str, *args, cwd: Path, env: dict[str, str] | None = None):
@@ -120,11 +121,11 @@ def test_pythia_offline_fails_with_one_line(tmp_path, offline):
 
 @pytest.mark.slow
 def test_discover_circuit(tmp_path):
-    places = ["resid.10", "resid.11", "resid.12", "resid.13"]
+    places = ["resid.3", "resid.9"]
     out = succeeded(
         run_example(
             "discover_circuit.py",
-            *("--examples", 4, "--places", "resid.1[0-3]", "--out", "circuit.json"),
+            *("--examples", 4, "--places", "resid.[39]", "--out", "circuit.json"),
             cwd=tmp_path,
         )
     )
@@ -172,7 +173,7 @@ def test_debias_classifier(tmp_path):
     result = run_example(
         "debias_classifier.py",
         "--place",
-        "resid.8",
+        "resid.10",
         "--examples",
         16,
         "--out",
@@ -187,7 +188,7 @@ def test_debias_classifier(tmp_path):
         assert all(0 <= scores[k] <= 1 for k in ("task_acc", "spurious_acc", "worst_group_acc"))
         assert name in out
     assert results["methods"]["shift"]["ablated"]  # the judge chose features to ablate
-    assert results["settings"]["n_train"] == 16 and results["settings"]["place"] == "resid.8"
+    assert results["settings"]["n_train"] == 16 and results["settings"]["place"] == "resid.10"
     assert "plotly" in (tmp_path / "shift" / "results.html").read_text()
     listed = (tmp_path / "shift" / "candidates.md").read_text()
     assert listed.count("\n") == 2 + len(results["candidates"])
@@ -200,16 +201,18 @@ def test_shift_generalisation(tmp_path):
     gap closed is (acc - original) / (oracle - original) of the results it wrote."""
     result = run_example(
         "shift_generalisation.py",
-        *("--place", "resid.4", "--generators", "profiles,bios", "--examples", 24),
+        *("--place", "resid.9", "--generators", "profiles,bios", "--examples", 24),
         *("--attribution-examples", 8, "--diagnose", "--out", "gen"),
         cwd=tmp_path,
     )
     out = succeeded(result)
+    shipped = {int(p.name.split(".")[1]): p for p in STARTER.glob("resid.*")}
+    places = [shipped[layer] for layer in sorted(shipped) if layer <= 9]  # up to the probe
     for name in ("profiles", "bios"):
         results = json.loads((tmp_path / "gen" / name / "results.json").read_text())
         methods = results["methods"]
-        assert results["settings"]["places"] == [f"resid.{i}" for i in range(5)]
-        assert f"## {name}: probe at resid.4" in out
+        assert results["settings"]["places"] == [p.name for p in places]
+        assert f"## {name}: probe at resid.9" in out
         for method in ("shift", "shift_retrain"):
             gap = methods["oracle"]["worst_group_acc"] - methods["original"]["worst_group_acc"]
             closed = methods[method]["worst_group_acc"] - methods["original"]["worst_group_acc"]
@@ -218,4 +221,5 @@ def test_shift_generalisation(tmp_path):
         readout = results["diagnostics"]["parts_readout"]
         assert set(readout) == {"before", "after"}
         assert all(0 <= v["group_acc"] <= 1 for v in readout["after"].values())
-        assert results["diagnostics"]["every_feature"]["total"]["features"] == 5 * 512
+        features = sum(load_dictionary(p).d_sae for p in places)
+        assert results["diagnostics"]["every_feature"]["total"]["features"] == features
