@@ -36,16 +36,14 @@ def selection_error_share(effects: NodeEffects, selection: NodeSelection) -> flo
     return error / (feature + error) if feature + error > 0 else 0.0
 
 
-def compare_set(lm, adapter, folder: Path, places, args) -> dict:
+def compare_set(lm, adapter, folder: Path, places, prompts, args) -> dict:
+    """``prompts``: template -> (train batches, test batches), shared by every set."""
     dictionaries = cast_dictionaries(
         load_dictionary_set(folder, places, device=args.device), adapter.dtype
     )
     fvu = {p: (d.config.metrics or {}).get("fvu") for p, d in dictionaries.items()}
     result = {"set": str(folder), "fvu": fvu, "templates": {}}
-    for template in args.templates:
-        train = load_prompt_batches(lm.tokenizer, agreement_file(template, "train"))
-        train = [batch.split(args.examples)[0] for batch in train]
-        test = load_prompt_batches(lm.tokenizer, agreement_file(template, "test"))
+    for template, (train, test) in prompts.items():
         effects = node_effects(
             lm, adapter, dictionaries, train,
             config=AttributionConfig(method="attrib", batch_size=32), progress=False,
@@ -81,7 +79,12 @@ def main() -> None:
     args.top_k = [int(k) for k in args.top_k.split(",")]
     lm, adapter = load_model(args.model, device=args.device, precision=args.precision)
     places = args.places.split(",")
-    results = [compare_set(lm, adapter, folder, places, args) for folder in args.sets]
+    prompts = {}
+    for template in args.templates:
+        train = load_prompt_batches(lm.tokenizer, agreement_file(template, "train"))
+        test = load_prompt_batches(lm.tokenizer, agreement_file(template, "test"))
+        prompts[template] = ([batch.split(args.examples)[0] for batch in train], test)
+    results = [compare_set(lm, adapter, folder, places, prompts, args) for folder in args.sets]
     if args.json:
         write_text_atomic(args.json, json.dumps(results, indent=1) + "\n")
 
