@@ -395,7 +395,7 @@ def eval_dict_options(options: Options) -> None:
         ("n_test", "--test-examples", "balanced test texts (held-out names)"),
     ):
         options.setting(SaebenchConfig, name, flag=flag, into=saebench, type=int, default=None,
-                        help=what)  # fmt: skip
+                        metavar="N", help=what)  # fmt: skip
     options.setting(
         SaebenchConfig, "n_values", into=saebench, type=int_tuple, default=None,
         metavar="N1,N2,...", help="latents SCR and TPP ablate, each capped at the width",

@@ -14,6 +14,7 @@ from sparse_circuits.editing.saebench import (
     PooledSplit,
     SaebenchConfig,
     ablated,
+    check_sae_at,
     pool_split,
     sparse_probing,
     spurious_correlation_removal,
@@ -199,6 +200,13 @@ def test_pooled_ablation_is_the_token_ablation_pooled():
     assert torch.allclose(pooled, by_tokens, atol=1e-6)
     assert (by_tokens - plain).abs().max() > 1e-3
     assert split.labels["profession"].tolist() == [1, 0, 1, 0]
+
+
+def test_transcoders_are_refused():
+    _, adapter = tiny_model("llama")
+    transcoder = random_dictionary("relu", D_MODEL, 32, place="mlp_in.1", writes="mlp.1")
+    with pytest.raises(ValueError, match=r"^t/c: the saebench suite ablates SAE latents"):
+        check_sae_at(adapter, transcoder, "mlp.1", source="t/c")
 
 
 def test_config_is_validated():
