@@ -238,7 +238,7 @@ def cli_folder(tmp_path_factory):
 def test_cli_eval_dict_saebench(cli_folder, capsys):
     sizes = ["--biased-examples", "8", "--train-examples", "8", "--test-examples", "8"]
     model = ["--model", str(cli_folder / "model"), "--precision", "float32"]
-    args = ["eval-dict", *model, "--suite", "saebench", *sizes]
+    args = ["eval-dict", *model, "--suite", "saebench", "--generator", "profiles", *sizes]
     code = main([*args, "--dict", str(cli_folder / "sae"), "--n-values", "2,5,100"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
@@ -247,7 +247,8 @@ def test_cli_eval_dict_saebench(cli_folder, capsys):
     assert set(result["sparse_probing"]) >= {"llm", "sae_top_1", "sae_top_2", "sae_top_5"}
     settings = result["settings"]
     assert settings["dictionary"] == str(cli_folder / "sae") and settings["place"] == "resid.1"
-    assert settings["data"]["balanced_test"] == 8 and settings["config"]["seed"] == 0
+    assert settings["data"]["balanced_test"] == 8 and settings["data"]["generator"] == "profiles"
+    assert settings["config"]["seed"] == 0
     assert settings["precision"] == "float32"
 
 
