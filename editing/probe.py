@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from sparse_circuits.circuits.model.activations import collect_activations
 from sparse_circuits.circuits.model.adapters import ModelAdapter, model_device
@@ -61,6 +62,7 @@ def pooled_activations_at(
     batch_size: int = 16,
     encoders: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     allow_single: bool = False,
+    progress: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """``place -> (N, d_model)`` float32 mean-pooled activations of every text (one forward
     pass per batch serves every place; it stops at the deepest place).
@@ -68,7 +70,8 @@ def pooled_activations_at(
     ``encoders``: place -> a function applied to every token's activations before pooling,
     ``(B, T, d_model) -> (B, T, k)`` (a dictionary's ``encode``, say); that place then gives
     the ``(N, k)`` mean of the encoded tokens. ``allow_single``: a one-token text pools its
-    only position (it has none after the first) instead of being an error."""
+    only position (it has none after the first) instead of being an error. ``progress``: the
+    label of a progress bar over the batches (none without it)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}")
     if not texts:
@@ -81,7 +84,8 @@ def pooled_activations_at(
     device = model_device(model)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: dict[str, torch.Tensor] = {}
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
         rows = order[start : start + batch_size]
         lengths = torch.tensor([len(ids[i]) for i in rows])
         width = int(lengths.max())

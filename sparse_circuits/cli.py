@@ -361,17 +361,53 @@ def _expand(adapter, pattern: str) -> list[str]:
 
 def eval_dict_options(options: Options) -> None:
     from sparse_circuits.circuits.training.train import corpus_contexts
+    from sparse_circuits.editing.biography_sets import GENERATORS
+    from sparse_circuits.editing.saebench import SUITES, SaebenchConfig
 
     model_options(options)
     options.add("--dict", required=True, type=Path, help="dictionary folder")
     options.add("--submodule", help="place (default: the dictionary's own)")
-    options.setting(corpus_contexts, "corpus", help="embedded, large, a .txt or .jsonl file")
-    options.setting(corpus_contexts, "context_length", type=int, help="tokens per context")
     options.add(
-        "--tokens", type=int, default=EVAL_TOKENS,
+        "--suite", choices=SUITES, default=SUITES[0],
+        help="core: reconstruction and downstream loss on a corpus; saebench: SAEBench's "
+        f"SCR, TPP and sparse probing on generated biographies (default: {SUITES[0]})",
+    )  # fmt: skip
+    core = options.parser.add_argument_group("--suite core")
+    options.setting(
+        corpus_contexts, "corpus", into=core, help="embedded, large, a .txt or .jsonl file"
+    )
+    options.setting(
+        corpus_contexts, "context_length", into=core, type=int, help="tokens per context"
+    )
+    options.add(
+        "--tokens", type=int, default=EVAL_TOKENS, into=core,
         help=f"held-out tokens evaluated on (default: {EVAL_TOKENS})",
     )  # fmt: skip
-    options.add("--histogram", type=Path, help="write a feature-density plot (HTML)")
+    options.add("--histogram", type=Path, into=core, help="write a feature-density plot (HTML)")
+    saebench = options.parser.add_argument_group("--suite saebench")
+    options.setting(
+        SaebenchConfig, "generator", into=saebench, choices=GENERATORS, default=None,
+        help="biography generator the texts are drawn from",
+    )  # fmt: skip
+    for name, flag, what in (
+        ("n_biased", "--biased-examples", "biased train texts (male professors, female nurses)"),
+        ("n_train", "--train-examples", "balanced train texts"),
+        ("n_test", "--test-examples", "balanced test texts (held-out names)"),
+    ):
+        options.setting(SaebenchConfig, name, flag=flag, into=saebench, type=int, default=None,
+                        metavar="N", help=what)  # fmt: skip
+    options.setting(
+        SaebenchConfig, "n_values", into=saebench, type=int_tuple, default=None,
+        metavar="N1,N2,...", help="latents SCR and TPP ablate, each capped at the width",
+    )  # fmt: skip
+    options.setting(
+        SaebenchConfig, "k_values", into=saebench, type=int_tuple, default=None,
+        metavar="K1,K2,...", help="latents each sparse probe reads",
+    )  # fmt: skip
+    options.setting(
+        SaebenchConfig, "seed", into=saebench, type=int, default=None,
+        help="seed of the texts and the probes",
+    )  # fmt: skip
 
 
 @command("evaluate a dictionary spliced into a model", eval_dict_options)
@@ -379,7 +415,20 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
     from sparse_circuits.circuits.training.evaluation import evaluate_dictionary
     from sparse_circuits.circuits.training.train import corpus_contexts
     from sparse_circuits.dictionaries import load_dictionary
+    from sparse_circuits.editing.saebench import SaebenchConfig
 
+    if args.suite == "saebench":
+        if args.histogram:
+            raise ValueError("--histogram: only for --suite core")
+        return _eval_dict_saebench(args)
+    fields = {f.name for f in dataclasses.fields(SaebenchConfig)}
+    saebench_flags = [
+        flag
+        for name, flag in args.flags.items()
+        if name in fields and getattr(args, name) is not None
+    ]
+    if saebench_flags:
+        raise ValueError(f"{' and '.join(saebench_flags)}: only for --suite saebench")
     model, adapter = load_model_from(args)
     dictionary = load_dictionary(args.dict, device=args.device)
     place = args.submodule or dictionary.config.writes or dictionary.config.place
@@ -394,6 +443,23 @@ def cmd_eval_dict(args: argparse.Namespace) -> int:
 
         density_histogram(density, args.histogram, title=f"{args.dict} feature density")
     print(json.dumps(metrics))
+    return 0
+
+
+def _eval_dict_saebench(args: argparse.Namespace) -> int:
+    """``eval-dict --suite saebench``: SCR, TPP and sparse probing as one JSON object."""
+    from sparse_circuits.dictionaries import load_dictionary
+    from sparse_circuits.editing.saebench import SaebenchConfig, run_saebench
+
+    config = config_from_args(SaebenchConfig, args)  # bad options fail before the slow part
+    dictionary = load_dictionary(args.dict, device=args.device)
+    model, adapter = load_model_from(args)
+    settings = {"model": args.model, "dictionary": str(args.dict)}
+    result = run_saebench(
+        model, adapter, dictionary, config, place=args.submodule, source=args.dict,
+        settings=settings,
+    )  # fmt: skip
+    print(json.dumps(result))
     return 0
 
 
