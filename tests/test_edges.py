@@ -14,11 +14,10 @@ from sparse_circuits.circuits.discovery.attribution import AttributionConfig, no
 from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import _pack, edge_effects
 from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeSelection
-from sparse_circuits.circuits.model.loading import wrap_model
 from sparse_circuits.circuits.model.runner import Runner
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
-from .reference import EXAMPLES, PLACES, capture, masked_nodes, run_frozen
+from .reference import EXAMPLES, PLACES, capture, float64_copy, masked_nodes, run_frozen
 
 D_SAE = 24
 
@@ -53,19 +52,7 @@ class Perturbation:
     EPS = 1e-5
 
     def __init__(self, model, dictionaries, batch):
-        module = copy.deepcopy(model._module).double()
-        for norm in module.modules():
-            if type(norm).__name__.endswith("RMSNorm"):
-                # transformers computes it in float32 whatever the dtype: too coarse for the
-                # finite differences, so it is recomputed in float64
-                norm.register_forward_hook(
-                    lambda n, inputs, _: (
-                        n.weight
-                        * inputs[0]
-                        * torch.rsqrt(inputs[0].pow(2).mean(-1, keepdim=True) + n.variance_epsilon)
-                    )
-                )
-        self.model, self.adapter = wrap_model(module, model.tokenizer)
+        self.model, self.adapter = float64_copy(model)
         self.dictionaries = {p: copy.deepcopy(d).double() for p, d in dictionaries.items()}
         self.batch = batch
         model, adapter, dicts = self.model, self.adapter, self.dictionaries

@@ -15,6 +15,10 @@ For every batch of prompts:
    - ``exact``: patch each node alone (one extra forward row per node, batched, upstream
      skipped) and measure the metric's change; nodes whose clean and patch values agree are
      exactly 0 and not run.
+   A feature of a cross-layer transcoder's layer N writes ``mlp.N`` and every later
+   ``mlp.M``: patching it changes all those writes at once, the model computing the rest
+   (``circuits.model.splice``); ``ig`` and ``exact`` splice its layer alone, which still
+   writes the later places.
 3. Aggregate: ``sum`` adds effects over positions, ``none`` keeps them per position; both are
    averaged over examples.
 
