@@ -202,10 +202,13 @@ def _metric_edges(p: _Pass) -> None:
 
 
 def _pass_back(p: _Pass, places: list[str], shares) -> None:
-    """Add a later place's share of the gradient to the earlier places it reaches directly."""
+    """Add a later place's share of the gradient to the earlier places it reaches directly.
+
+    Not in place: autograd may hand two places one gradient tensor (a place's output and an
+    earlier one added into the same residual stream, with nothing spliced between)."""
     for place, share in zip(places, shares, strict=True):
         if share is not None:
-            p.total[place] += share.float()
+            p.total[place] = p.total[place] + share.float()
 
 
 # --- one backward per downstream node: the straightforward twin -----------------------------

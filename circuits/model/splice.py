@@ -5,7 +5,8 @@ At each spliced place the activation ``x`` is replaced by ``x_hat + err``:
 1. read ``x`` (for a transcoder, read its input place and the output ``y`` it reconstructs);
 2. ``features = encode(x)`` and ``error = x - decode(features)``, each made a leaf tensor that
    requires grad, so ``d metric / d features`` and ``d metric / d error`` are read directly;
-3. write ``decode(features) + error`` back. The value equals ``x`` up to rounding.
+3. write ``decode(features) + error`` back: the value is ``x`` again (written as ``x`` plus what
+   edits change, below).
 
 A place may be written by several dictionaries: the layers of a cross-layer transcoder
 (``dictionaries.cross_layer``; a dictionary with ``config.writes_later``) are keyed by the
@@ -18,16 +19,17 @@ model's own plus the change of the features' writes (``x_hat`` of the edited fea
 ``x_hat`` of the encoded ones), which is what patching a cross-layer feature means here.
 
 The dictionary computes in its own dtype (the input is cast to it); ``cast_dictionaries`` gives
-copies in the model's dtype, as ``Runner`` uses them. The error and the value written back are
-float32, cast to the activation's dtype as they are written (float32 under mixed precision,
-``circuits.model.mixed_precision``): the spliced forward pass is then the model's own up to
-float32 rounding, whatever the dictionary's dtype.
+copies in the model's dtype, as ``Runner`` uses them. The error is float32; the value written
+back is the activation plus, in float32, the change the edits make, cast to the activation's
+dtype (float32 under mixed precision, ``circuits.model.mixed_precision``): unedited, the
+spliced forward pass is the model's own exactly, whatever the dictionary's dtype.
 
 Two gradient modes:
 
-- default (``hold_fixed=False``): the written value also carries ``x - x.detach()``, a zero
-  that routes gradients straight through to ``x``, so upstream places receive the model's true
-  total gradient while ``features`` and ``error`` receive theirs;
+- default (``hold_fixed=False``): the written value is built on ``x`` itself, which routes
+  gradients straight through to ``x``, so upstream places receive the model's true total
+  gradient while ``features`` and ``error`` receive theirs (they enter as zeros
+  ``t - t.detach()``);
 - ``hold_fixed=True``: the written value is built only from the leaves, so nothing flows
   through a spliced place: a gradient between two places follows direct paths only, with every
   other spliced place held fixed (stop-gradient), as edge attribution needs. The features and
@@ -152,10 +154,14 @@ def _write(
     """``(output, error, upstream_error)`` at a place whose activation ``target (B, T, d)`` is
     replaced by what ``writers`` write into it plus the error.
 
-    The dictionaries compute in their dtype; the error and the sum written back are float32,
-    so that the written value is ``target`` again up to float32 rounding whatever that dtype is
-    (in bfloat16 the error, a difference of two close values, would lose most of its
-    digits)."""
+    The dictionaries compute in their dtype; the error is float32, and the value written back
+    is ``target`` plus, in float32, what the edits change (``x_hat`` of the edited features
+    minus ``x_hat`` of the encoded ones, the edited error minus the error): unedited, the
+    activation itself, whatever the dictionaries' dtype and however much of ``x_hat`` the
+    error cancels (in bfloat16 the error, a difference of two close values, would lose most
+    of its digits). The leaves enter as ``t - t.detach()`` zeros, so they get their
+    gradients; ``target`` passes its gradient on unless ``hold_fixed``, where only the skip
+    connection, a direct path from the input, does."""
     skips = [d.skip_term(enc.input.to(d.dtype)) for d, index, enc in writers if index == 0]
     skip = None if not skips or skips[0] is None else skips[0].float()
     # what the features' writes and the error must add up to
@@ -164,15 +170,16 @@ def _write(
     error = (rest - x_hat).detach().requires_grad_(True)
     upstream_error = rest - _reconstruction(writers, "upstream") if hold_fixed else None
     edited = any(enc.written is not enc.leaf for _, _, enc in writers)
-    if edited:
-        x_hat = _reconstruction(writers, "written")
-    output = x_hat + (error if edit_error is None else edit_error(place, error))
-    if skip is not None:
-        output = output + (skip if hold_fixed else skip.detach())
-    output = output.to(target.dtype)
+    written = _reconstruction(writers, "written") if edited else x_hat
+    new_error = error if edit_error is None else edit_error(place, error)
     if not hold_fixed:
-        output = output + (target - target.detach())
-    return output, error, upstream_error
+        base = target.float()
+    elif skip is None:
+        base = target.float().detach()
+    else:
+        base = rest.detach() + skip
+    output = base + (written - x_hat.detach()) + (new_error - error.detach())
+    return output.to(target.dtype), error, upstream_error
 
 
 def splice(
