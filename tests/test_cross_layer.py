@@ -4,19 +4,26 @@ the features' writes by plain hooks (exact) and its derivative (attrib); edges a
 each node with every other spliced place frozen, in float64 (central differences)."""
 
 import copy
+import warnings
 
 import pytest
 import torch
 
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
+from sparse_circuits.circuits.discovery import edges as edges_module
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
+from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import edge_effects
+from sparse_circuits.circuits.discovery.faithfulness import score_selection
+from sparse_circuits.circuits.discovery.graph import load_circuit, save_circuit
 from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeSelection
+from sparse_circuits.circuits.export import export
 from sparse_circuits.circuits.model.splice import check_dictionaries, splice
 from sparse_circuits.dictionaries import DictionaryConfig, DictionaryError
 from sparse_circuits.dictionaries.convert import FormatCannotHold, convert
 from sparse_circuits.dictionaries.sets import load_dictionary_set
 from sparse_circuits.editing.interventions import FeatureAblation
+from sparse_circuits.errors import CircuitWarning
 
 from .conftest import D_MODEL, N_LAYERS, random_dictionary, tiny_model
 from .reference import (
@@ -294,3 +301,60 @@ def test_batched_edges_equal_one_backward_per_node(setup, aggregation):
     assert batched and looped.keys() == batched.keys()
     for key, weight in batched.items():
         assert looped[key] == pytest.approx(weight, abs=1e-6, rel=1e-5), key
+
+
+def test_edge_pass_rebuilds_the_total_gradient(setup, reference, monkeypatch):
+    """``dm/d(output)`` at every place as the edge pass rebuilds it through the CLT's layers
+    (and attn.1 and mlp.1 adding into one residual stream) against autograd without splicing."""
+    model, adapter, _, dictionaries, batch = setup
+    passes = []
+
+    class Recorded(edges_module._Pass):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            passes.append(self)
+
+    monkeypatch.setattr(edges_module, "_Pass", Recorded)
+    edge_effects(model, adapter, dictionaries, [batch], every_node(), progress=False)
+    for place in PLACES:  # float32 sums against float64, of gradients up to ~5
+        expected = reference.grad_x[place].float()
+        torch.testing.assert_close(passes[0].total[place], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_zero_ablating_every_node_leaves_the_decoder_biases(setup):
+    """Faithfulness's empty circuit, zero ablation: each mlp.M keeps only b_dec_M (the CLT's
+    layers write no bias into later places), attn.1 its SAE's b_dec; and the full circuit is
+    the model."""
+    model, adapter, files, dictionaries, batch = setup
+    every, none = every_node(), every_node()
+    for masks in (none.features, none.errors):
+        for mask in masks.values():
+            mask.fill_(False)
+    full, empty = score_selection(
+        model, adapter, dictionaries, [batch], [every, none], ablation="zero", progress=False
+    )
+    biases = {p: files[f"W_enc_{n}.safetensors"][f"b_dec_{n}"] for n, p in enumerate(CLT)}
+    biases["attn.1"] = dictionaries["attn.1"].b_dec.detach()
+    replace = {p: (lambda current, b=b: b.expand_as(current)) for p, b in biases.items()}
+    with torch.no_grad():
+        _, logits = hooked_run(model, adapter, batch.clean_ids, replace=replace)
+    assert empty.m_circuit == pytest.approx(float(logit_diff(logits, batch).mean()), abs=1e-5)
+    assert full.faithfulness == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_circuit_through_the_clt_saves_and_exports(setup, tmp_path):
+    """discover end to end: CLT feature nodes under their layer, one error node per written
+    place, edges between layers, the circuit file and the exports."""
+    model, adapter, _, dictionaries, batch = setup
+    config = DiscoverConfig(AttributionConfig(), node_threshold=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CircuitWarning)  # random dictionaries miss a lot
+        graph, _ = discover_circuit(model, adapter, dictionaries, [batch], config, progress=False)
+    back = load_circuit(save_circuit(graph, tmp_path / "circuit.json"))
+    nodes = dict(back.nodes(data=True))
+    assert {"mlp.0/err", "mlp.1/err", "mlp.2/err"} <= set(nodes)
+    assert any(d["place"] == "mlp.0" and not d["is_error"] for d in nodes.values())
+    assert all(d["layer"] == int(d["place"][-1]) for d in nodes.values() if d["kind"] == "mlp")
+    assert any(u.startswith("mlp.0/") and v.startswith("mlp.2/") for u, v in back.edges)
+    for fmt in ("graphml", "neuronpedia"):
+        assert export(back, tmp_path / f"circuit.{fmt}", fmt).stat().st_size > 0
