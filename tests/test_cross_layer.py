@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
-from sparse_circuits.circuits.discovery import edges as edges_module
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import edge_effects
@@ -303,22 +302,14 @@ def test_batched_edges_equal_one_backward_per_node(setup, aggregation):
         assert looped[key] == pytest.approx(weight, abs=1e-6, rel=1e-5), key
 
 
-def test_edge_pass_rebuilds_the_total_gradient(setup, reference, monkeypatch):
+def test_edge_pass_rebuilds_the_total_gradient(setup, reference, edge_passes):
     """``dm/d(output)`` at every place as the edge pass rebuilds it through the CLT's layers
     (and attn.1 and mlp.1 adding into one residual stream) against autograd without splicing."""
     model, adapter, _, dictionaries, batch = setup
-    passes = []
-
-    class Recorded(edges_module._Pass):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            passes.append(self)
-
-    monkeypatch.setattr(edges_module, "_Pass", Recorded)
     edge_effects(model, adapter, dictionaries, [batch], every_node(), progress=False)
     for place in PLACES:  # float32 sums against float64, of gradients up to ~5
         expected = reference.grad_x[place].float()
-        torch.testing.assert_close(passes[0].total[place], expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(edge_passes[0].total[place], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_zero_ablating_every_node_leaves_the_decoder_biases(setup):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
-from sparse_circuits.circuits.discovery import edges as edges_module
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import _pack, edge_effects
@@ -182,23 +181,15 @@ def test_edges_match_perturbing_each_upstream_node(setup, reference, aggregation
 @pytest.mark.parametrize("empty", EMPTY)
 @pytest.mark.parametrize("batched", [True, False])
 def test_rebuilt_total_gradient_equals_an_ordinary_backward(
-    setup, reference, monkeypatch, batched, empty
+    setup, reference, edge_passes, batched, empty
 ):
     """``dm/d(output)`` as the edge pass rebuilds it place by place against autograd through
     the unspliced model, at every place whose gradient the pass needs (a place after the
     first selected node, or holding one)."""
     model, adapter, dictionaries, batch, *_ = setup
-    passes = []
-
-    class Recorded(edges_module._Pass):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            passes.append(self)
-
-    monkeypatch.setattr(edges_module, "_Pass", Recorded)
     selection = chosen_nodes(batch, "sum", empty)
     edge_effects(model, adapter, dictionaries, [batch], selection, batched=batched, progress=False)
-    (p,) = passes
+    (p,) = edge_passes
     checked = 0
     for index, place in enumerate(PLACES):
         if not any(masked_nodes(selection, q) for q in PLACES[: index + 1]):
