@@ -11,6 +11,10 @@ from sparse_circuits.dictionaries.base import (
     DictionaryOutput,
     architecture_class,
 )
+from sparse_circuits.dictionaries.cross_layer import (
+    CrossLayerTranscoder,
+    load_cross_layer_transcoder,
+)
 from sparse_circuits.dictionaries.formats import detect_format, load_dictionary
 from sparse_circuits.dictionaries.gated import GatedSAE
 from sparse_circuits.dictionaries.jumprelu import JumpReluSAE
@@ -20,6 +24,7 @@ from sparse_circuits.dictionaries.topk import BatchTopKSAE, TopKSAE
 __all__ = [
     "ARCHITECTURES",
     "BatchTopKSAE",
+    "CrossLayerTranscoder",
     "Dictionary",
     "DictionaryConfig",
     "DictionaryError",
@@ -30,5 +35,6 @@ __all__ = [
     "TopKSAE",
     "architecture_class",
     "detect_format",
+    "load_cross_layer_transcoder",
     "load_dictionary",
 ]

@@ -8,6 +8,10 @@ reconstructs a different place than it reads):
     f     = activation(pre)                                   # the architecture's rule
     x_hat = f @ W_dec + b_dec [+ x @ W_skip]                  # (..., d_out)
 
+One layer of a cross-layer transcoder (``config.writes_later``) also writes later places,
+``f @ W_dec_later[i]`` into the i-th of them (no bias; ``decode_at``); its ``x_hat`` above is
+only its share of the first place it writes (``dictionaries.cross_layer``).
+
 Every architecture shares the affine maps and differs only in ``activation`` (the gated SAE
 also in its encoder). Weights are stored as ``W_enc (d_in, d_sae)``, ``W_dec (d_sae, d_out)``.
 
@@ -74,6 +78,10 @@ class Dictionary(nn.Module, ABC):
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_out))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.W_skip = nn.Parameter(torch.zeros(d_in, d_out)) if config.skip else None
+        n_later = len(config.writes_later)
+        self.W_dec_later = (
+            nn.Parameter(torch.empty(n_later, d_sae, d_out)) if n_later else None
+        )  # (n_later, d_sae, d_out)
         self.reset_parameters()
 
     # --- construction --------------------------------------------------------------------
@@ -92,6 +100,9 @@ class Dictionary(nn.Module, ABC):
         W_dec_FD /= W_dec_FD.norm(dim=-1, keepdim=True)
         with torch.no_grad():
             self.W_dec.copy_(W_dec_FD)
+            if self.W_dec_later is not None:
+                W_later_LFD = torch.randn(self.W_dec_later.shape)
+                self.W_dec_later.copy_(W_later_LFD / W_later_LFD.norm(dim=-1, keepdim=True))
             if self.d_in == self.d_out:
                 self.W_enc.copy_(W_dec_FD.T)
             else:
@@ -143,6 +154,18 @@ class Dictionary(nn.Module, ABC):
         A skip transcoder adds ``skip(x)`` to this; ``forward`` does so.
         """
         return f.to(self.dtype) @ self.W_dec + self.b_dec
+
+    def decode_at(self, f: torch.Tensor, index: int) -> torch.Tensor:
+        """``(..., d_sae) -> (..., d_out)``: what the features write into the ``index``-th of
+        ``config.written_places()``: ``decode(f)`` for the first, ``f @ W_dec_later[index - 1]``
+        (no bias) for a later one."""
+        if index == 0:
+            return self.decode(f)
+        return f.to(self.dtype) @ self.W_dec_later[index - 1]
+
+    def decoder(self, index: int) -> torch.Tensor:
+        """``(d_sae, d_out)``: the decoder into the ``index``-th written place."""
+        return self.W_dec if index == 0 else self.W_dec_later[index - 1]
 
     def skip_term(self, x: torch.Tensor) -> torch.Tensor | None:
         """``(..., d_in) -> (..., d_out)``: the skip connection, or ``None`` without one."""

@@ -55,6 +55,10 @@ class DictionaryConfig:
     """Where it reads in the model (``resid.3``, ``mlp_in.7``...)."""
     writes: str | None = None
     """Where a transcoder writes (``mlp.7``); ``None`` means it reconstructs ``place``."""
+    writes_later: list[str] = field(default_factory=list)
+    """Later places a transcoder's features write as well, each through its own decoder
+    ``W_dec_later[i]`` and without a bias: one layer of a cross-layer transcoder
+    (``dictionaries.cross_layer``) reads ``mlp_in.N``, writes ``mlp.N`` and ``mlp.N+1 ...``."""
     model: str | None = None
     """Model it was trained on."""
     source_format: str = "native"
@@ -85,6 +89,13 @@ class DictionaryConfig:
         if self.center_input and self.d_out != self.d_in:
             raise DictionaryError(
                 "center_input needs d_out == d_in (b_dec lives in the input space)"
+            )
+        self.writes_later = list(self.writes_later)
+        if self.writes_later and not self.is_transcoder:
+            raise DictionaryError("writes_later needs a transcoder (writes != place)")
+        if len(set(self.writes_later) | {self.writes}) != len(self.writes_later) + 1:
+            raise DictionaryError(
+                f"writes_later {self.writes_later} repeats a place (writes is {self.writes})"
             )
 
     @property
@@ -119,6 +130,26 @@ class DictionaryConfig:
                 "the dictionary does not say where it reads (config.place); pass place="
             )
         return place
+
+    @property
+    def is_cross_layer(self) -> bool:
+        """Whether its features write more than one place (``writes_later``)."""
+        return bool(self.writes_later)
+
+    def written_places(self, place: str | None = None) -> list[str]:
+        """Every place the features write, in the order of their decoders: the place it
+        replaces (``replaces(place)``), then ``writes_later``."""
+        return [self.replaces(place), *self.writes_later]
+
+    def require_one_place(self, what: str) -> None:
+        """Refuse a dictionary whose features write several places where ``what`` handles
+        one place at a time."""
+        if self.is_cross_layer:
+            raise DictionaryError(
+                f"the dictionary reading {self.place} is one layer of a cross-layer transcoder "
+                f"(it writes {self.writes} and {', '.join(self.writes_later)}); {what} takes "
+                "dictionaries that write one place"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,7 +9,7 @@
 Each writer lives beside its reader in ``dictionaries/formats/<format>.py`` and is its inverse:
 reading the written folder back gives the same ``encode`` and ``decode``. What a format cannot
 hold (a gated transcoder in SAELens, anything but topk in sparsify, transcoders in
-dictionary_learning) raises ``FormatCannotHold`` before anything is written. Files are written
+dictionary_learning, a layer of a cross-layer transcoder in any of them) raises ``FormatCannotHold`` before anything is written. Files are written
 atomically, the weights first and the config last, in the dictionary's own dtype, into a new
 or empty folder or one already holding the same format (never one holding another format,
 whose leftover files would be read instead).
@@ -52,6 +52,11 @@ def convert(dictionary: Dictionary | str | Path, to: str, out: str | Path) -> Pa
         raise FormatCannotHold(
             f"a signed topk dictionary (circuit-tracer's TopK) cannot be written as {to}: "
             "its topk applies a ReLU"
+        )
+    if dictionary.config.is_cross_layer:
+        raise FormatCannotHold(
+            f"a layer of a cross-layer transcoder (it writes {dictionary.config.writes} and "
+            f"{len(dictionary.config.writes_later)} later places) cannot be written as {to}"
         )
     check_target(out, to)
     return WRITERS[to](dictionary, out)

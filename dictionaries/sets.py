@@ -1,6 +1,7 @@
 """A dictionary set: a folder with one subfolder per place (``resid.3/``, ``mlp.7/`` ...), or a
-circuit-tracer transcoder folder (``layer_N.safetensors`` files, one place per layer: the
-``mlp.N`` each transcoder writes)."""
+circuit-tracer transcoder folder, one place per layer (the ``mlp.N`` each layer's transcoder
+writes first): ``layer_N.safetensors`` files, or a cross-layer transcoder's
+``W_enc_N.safetensors`` + ``W_dec_N.safetensors`` (``dictionaries.cross_layer``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ __all__ = ["load_dictionary_set", "list_dictionary_set", "set_members"]
 
 def set_members(directory: str | Path) -> dict[str, Path]:
     """``{place: path}`` for every dictionary of a set: its subfolders, or the layer files of a
-    circuit-tracer transcoder folder."""
+    circuit-tracer transcoder folder (a cross-layer transcoder's ``W_enc_N.safetensors``)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DictionaryError(f"{directory}: dictionary set folder not found")

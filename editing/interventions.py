@@ -45,6 +45,7 @@ __all__ = [
 
 
 def _check_features(dictionary: Dictionary, features: Sequence[int], place: str) -> list[int]:
+    dictionary.config.require_one_place("a feature intervention at one place")
     features = [int(f) for f in features]
     if not features:
         raise ValueError(f"no features given to intervene on at {place}")

@@ -101,3 +101,20 @@ def random_dictionary(arch: str, d_in: int, d_sae: int, *, seed: int = 0, **conf
 
 
 ALL_ARCHS = sorted(ARCHITECTURES)
+
+
+@pytest.fixture
+def edge_passes(monkeypatch):
+    """Every ``edges._Pass`` (one batch's edge pass, its rebuilt total gradients included)
+    that ``edge_effects`` makes during the test, in order."""
+    from sparse_circuits.circuits.discovery import edges
+
+    passes = []
+
+    class Recorded(edges._Pass):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            passes.append(self)
+
+    monkeypatch.setattr(edges, "_Pass", Recorded)
+    return passes

@@ -6,13 +6,17 @@ by ordinary PyTorch forward hooks on the torch modules, and a dictionary's maps 
 from its weights. Test modules import from here (and from ``conftest``), never from each other.
 """
 
+import copy
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from sparse_circuits.circuits.data.prompts import Example, PromptBatch
 from sparse_circuits.circuits.model.adapters import torch_module
+from sparse_circuits.circuits.model.loading import wrap_model
 
 EXAMPLES = [
     Example("the keys to the cabinet", "are", "the key to the cabinet", "is"),
@@ -26,6 +30,23 @@ PLACES = ["resid.0", "attn.1", "mlp.1", "resid.1", "resid.2"]
 
 
 # --- the model, by plain hooks ------------------------------------------------------------
+
+
+def float64_copy(model):
+    """``(model, adapter)``: a float64 copy of a wrapped model, for finite differences."""
+    module = copy.deepcopy(model._module).double()
+    for norm in module.modules():
+        if type(norm).__name__.endswith("RMSNorm"):
+            # transformers computes it in float32 whatever the dtype: too coarse for the
+            # finite differences, so it is recomputed in float64
+            norm.register_forward_hook(
+                lambda n, inputs, _: (
+                    n.weight
+                    * inputs[0]
+                    * torch.rsqrt(inputs[0].pow(2).mean(-1, keepdim=True) + n.variance_epsilon)
+                )
+            )
+    return wrap_model(module, model.tokenizer)
 
 
 def hooked_run(
@@ -174,3 +195,59 @@ def sparsify_forward(w: dict, x: torch.Tensor, k: int, transcode: bool):
     if "W_skip" in w:
         out = out + x @ w["W_skip"].mT
     return f, out
+
+
+def cross_layer_tensors(
+    n_layers: int, d_model: int, d_sae: int, *, threshold: bool, seed: int = 0
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Random weights of a circuit-tracer cross-layer transcoder, ``{file name: tensors}`` as
+    ``CrossLayerTranscoder.to_safetensors`` lays them out: ``W_enc_N (F, D)``, ``b_enc_N``,
+    ``b_dec_N``, ``threshold_N`` (JumpReLU) in ``W_enc_N.safetensors`` and
+    ``W_dec_N (F, n_layers - N, D)`` in ``W_dec_N.safetensors``."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale):
+        return torch.randn(*shape, generator=generator) * scale
+
+    files = {}
+    for n in range(n_layers):
+        encoder = {
+            f"W_enc_{n}": randn(d_sae, d_model, scale=0.5),
+            f"b_enc_{n}": randn(d_sae, scale=0.3),
+            f"b_dec_{n}": randn(d_model, scale=0.1),
+        }
+        if threshold:
+            encoder[f"threshold_{n}"] = torch.rand(d_sae, generator=generator) * 0.5
+        files[f"W_enc_{n}.safetensors"] = encoder
+        files[f"W_dec_{n}.safetensors"] = {
+            f"W_dec_{n}": randn(d_sae, n_layers - n, d_model, scale=0.3)
+        }
+    return files
+
+
+def write_cross_layer(folder: Path, files: dict[str, dict[str, torch.Tensor]]) -> Path:
+    """Write ``cross_layer_tensors`` into ``folder``, one safetensors file each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, tensors in files.items():
+        save_file(tensors, str(folder / name))
+    return folder
+
+
+def cross_layer_forward(files: dict[str, dict[str, torch.Tensor]], x_LND: torch.Tensor):
+    """circuit-tracer's ``CrossLayerTranscoder`` from its saved tensors: layer N's features
+    ``F.linear(x[N], W_enc_N, b_enc_N)`` through ReLU or ``pre * (pre > threshold_N)``, and
+    output M the sum over N <= M of ``f_N @ W_dec_N[:, M - N]`` plus ``b_dec_M``. Returns
+    features ``(L, ..., F)`` and reconstructions ``(L, ..., D)``."""
+    encoders = [files[f"W_enc_{n}.safetensors"] for n in range(len(x_LND))]
+    features = []
+    for n, (encoder, x) in enumerate(zip(encoders, x_LND, strict=True)):
+        pre = F.linear(x, encoder[f"W_enc_{n}"], encoder[f"b_enc_{n}"])
+        threshold = encoder.get(f"threshold_{n}")
+        features.append(F.relu(pre) if threshold is None else pre * (pre > threshold))
+    outputs = []
+    for m in range(len(x_LND)):
+        out = encoders[m][f"b_dec_{m}"]
+        for n in range(m + 1):
+            out = out + features[n] @ files[f"W_dec_{n}.safetensors"][f"W_dec_{n}"][:, m - n]
+        outputs.append(out)
+    return torch.stack(features), torch.stack(outputs)

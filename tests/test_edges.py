@@ -9,16 +9,14 @@ import pytest
 import torch
 
 from sparse_circuits.circuits.data.prompts import tokenize_prompts
-from sparse_circuits.circuits.discovery import edges as edges_module
 from sparse_circuits.circuits.discovery.attribution import AttributionConfig, node_effects
 from sparse_circuits.circuits.discovery.discover import DiscoverConfig, discover_circuit
 from sparse_circuits.circuits.discovery.edges import _pack, edge_effects
 from sparse_circuits.circuits.discovery.nodes import METRIC_NODE, NodeSelection
-from sparse_circuits.circuits.model.loading import wrap_model
 from sparse_circuits.circuits.model.runner import Runner
 
 from .conftest import ALL_ARCHS, D_MODEL, random_dictionary, tiny_model
-from .reference import EXAMPLES, PLACES, capture, masked_nodes, run_frozen
+from .reference import EXAMPLES, PLACES, capture, float64_copy, masked_nodes, run_frozen
 
 D_SAE = 24
 
@@ -53,19 +51,7 @@ class Perturbation:
     EPS = 1e-5
 
     def __init__(self, model, dictionaries, batch):
-        module = copy.deepcopy(model._module).double()
-        for norm in module.modules():
-            if type(norm).__name__.endswith("RMSNorm"):
-                # transformers computes it in float32 whatever the dtype: too coarse for the
-                # finite differences, so it is recomputed in float64
-                norm.register_forward_hook(
-                    lambda n, inputs, _: (
-                        n.weight
-                        * inputs[0]
-                        * torch.rsqrt(inputs[0].pow(2).mean(-1, keepdim=True) + n.variance_epsilon)
-                    )
-                )
-        self.model, self.adapter = wrap_model(module, model.tokenizer)
+        self.model, self.adapter = float64_copy(model)
         self.dictionaries = {p: copy.deepcopy(d).double() for p, d in dictionaries.items()}
         self.batch = batch
         model, adapter, dicts = self.model, self.adapter, self.dictionaries
@@ -195,23 +181,15 @@ def test_edges_match_perturbing_each_upstream_node(setup, reference, aggregation
 @pytest.mark.parametrize("empty", EMPTY)
 @pytest.mark.parametrize("batched", [True, False])
 def test_rebuilt_total_gradient_equals_an_ordinary_backward(
-    setup, reference, monkeypatch, batched, empty
+    setup, reference, edge_passes, batched, empty
 ):
     """``dm/d(output)`` as the edge pass rebuilds it place by place against autograd through
     the unspliced model, at every place whose gradient the pass needs (a place after the
     first selected node, or holding one)."""
     model, adapter, dictionaries, batch, *_ = setup
-    passes = []
-
-    class Recorded(edges_module._Pass):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            passes.append(self)
-
-    monkeypatch.setattr(edges_module, "_Pass", Recorded)
     selection = chosen_nodes(batch, "sum", empty)
     edge_effects(model, adapter, dictionaries, [batch], selection, batched=batched, progress=False)
-    (p,) = passes
+    (p,) = edge_passes
     checked = 0
     for index, place in enumerate(PLACES):
         if not any(masked_nodes(selection, q) for q in PLACES[: index + 1]):

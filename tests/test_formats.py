@@ -16,10 +16,21 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from sparse_circuits.dictionaries import DictionaryError, detect_format, load_dictionary
+from sparse_circuits.dictionaries import (
+    DictionaryError,
+    detect_format,
+    load_cross_layer_transcoder,
+    load_dictionary,
+)
 from sparse_circuits.dictionaries.sets import list_dictionary_set, load_dictionary_set
 
-from .reference import dense_topk, sparsify_forward
+from .reference import (
+    cross_layer_forward,
+    cross_layer_tensors,
+    dense_topk,
+    sparsify_forward,
+    write_cross_layer,
+)
 
 D, S, TOL = 8, 16, 1e-5
 
@@ -824,7 +835,10 @@ def test_circuit_tracer_relu_without_k_loads_with_a_warning(tmp_path):
             "feature_input_hook: hook_resid_mid\n",
             "feature_input_hook 'hook_resid_mid' has no place",
         ),
-        ("model_kind: cross_layer_transcoder\n", "cross-layer transcoders are not supported"),
+        (
+            "model_kind: cross_layer_transcoder\n",
+            "model_kind is cross_layer_transcoder, but the folder holds layer_N",
+        ),
         ("k: -2\n", "config.yaml: k must be a positive integer"),
         ("k: [\n", "config.yaml: not valid YAML"),
     ],
@@ -835,15 +849,89 @@ def test_circuit_tracer_config_refusals(tmp_path, config, message):
         load_dictionary(tmp_path / "set")
 
 
-def test_circuit_tracer_cross_layer_files_are_refused(tmp_path):
-    clt = tmp_path / "clt"
-    clt.mkdir()
-    encoder = {"W_enc_0": randn(S, D), "b_enc_0": randn(S), "b_dec_0": randn(D)}
-    save_file(encoder, str(clt / "W_enc_0.safetensors"))
-    save_file({"W_dec_0": randn(S, 2, D)}, str(clt / "W_dec_0.safetensors"))
-    assert detect_format(clt) == "circuit_tracer"
-    with pytest.raises(DictionaryError, match="cross-layer transcoder"):
-        load_dictionary(clt)
+@pytest.mark.parametrize("threshold", [True, False], ids=["jumprelu", "relu"])
+def test_circuit_tracer_cross_layer_transcoder(tmp_path, threshold):
+    """Every layer of a CLT folder as one dictionary (mlp_in.N -> mlp.N and later), and the
+    layers together give circuit-tracer's forward, written by hand from its tensors."""
+    files = cross_layer_tensors(3, D, S, threshold=threshold)
+    folder = write_cross_layer(tmp_path / "clt", files)
+    (folder / "config.yaml").write_text(
+        "model_kind: cross_layer_transcoder\nmodel_name: gpt2\n"
+        "feature_input_hook: mlp.hook_in\nfeature_output_hook: mlp.hook_out\n"
+    )
+    assert detect_format(folder) == "circuit_tracer"
+    assert list_dictionary_set(folder) == ["mlp.0", "mlp.1", "mlp.2"]
+    x_LND = randn(3, 2, 5, D)
+    f_LNF, x_hat_LND = cross_layer_forward(files, x_LND)
+    assert (f_LNF != 0).any() and (f_LNF == 0).any()
+    clt = load_cross_layer_transcoder(folder)
+    with torch.no_grad():
+        torch.testing.assert_close(clt.encode(x_LND), f_LNF, atol=TOL, rtol=0)
+        torch.testing.assert_close(clt.decode(f_LNF), x_hat_LND, atol=TOL, rtol=0)
+        out = clt(x_LND)
+    torch.testing.assert_close(out.features, f_LNF, atol=TOL, rtol=0)
+    torch.testing.assert_close(out.x_hat, x_hat_LND, atol=TOL, rtol=0)
+    members = load_dictionary_set(folder)
+    for n, layer in enumerate(clt.layers):
+        config = members[f"mlp.{n}"].config
+        assert config == layer.config and config.model == "gpt2"
+        assert (config.place, config.writes) == (f"mlp_in.{n}", f"mlp.{n}")
+        assert config.writes_later == [f"mlp.{m}" for m in range(n + 1, 3)]
+        assert layer.arch == ("jumprelu" if threshold else "relu") and not config.center_input
+    with pytest.raises(DictionaryError, match="holds 3 layer files .*cross-layer transcoder"):
+        load_dictionary(folder)
+
+
+def test_cross_layer_layer_saves_and_loads_natively(tmp_path):
+    files = cross_layer_tensors(3, D, S, threshold=True)
+    folder = write_cross_layer(tmp_path / "clt", files)
+    layer = load_dictionary(folder / "W_enc_1.safetensors")
+    back = load_dictionary(layer.save(tmp_path / "native"))
+    assert back.config.writes_later == ["mlp.2"]
+    assert torch.equal(back.W_dec_later, layer.W_dec_later)
+    assert torch.equal(back.W_dec_later[0], files["W_dec_1.safetensors"]["W_dec_1"][:, 1])
+
+
+def test_circuit_tracer_cross_layer_bad_files(tmp_path):
+    def folder(name, change=None, drop=()):
+        files = cross_layer_tensors(3, D, S, threshold=True)
+        if change:
+            change(files)
+        return write_cross_layer(tmp_path / name, {k: v for k, v in files.items() if k not in drop})
+
+    def cut(files):
+        decoder = files["W_dec_1.safetensors"]
+        decoder["W_dec_1"] = decoder["W_dec_1"][:, :1].contiguous()
+
+    def negative(files):
+        files["W_enc_2.safetensors"]["threshold_2"] -= 1.0
+
+    raises_naming(
+        folder("short", cut) / "W_enc_1.safetensors",
+        r"W_dec_1\.safetensors: W_dec_1 has shape \(16, 1, 8\), expected .* \(16, 2, 8\)",
+    )
+    raises_naming(
+        folder("negative", negative) / "W_enc_2.safetensors",
+        r"W_enc_2\.safetensors: negative JumpReLU thresholds",
+    )
+    raises_naming(
+        folder("no-decoder", drop=["W_dec_0.safetensors"]) / "W_enc_0.safetensors",
+        r"W_dec_0\.safetensors: file not found \(the decoder of W_enc_0\.safetensors\)",
+    )
+    with pytest.raises(DictionaryError, match=r"files for layers \[0, 2\], expected 0\.\.1"):
+        load_dictionary_set(folder("gap", drop=["W_enc_1.safetensors"]))
+    mixed = folder("mixed")
+    save_file(tracer_weights(), str(mixed / "layer_0.safetensors"))
+    with pytest.raises(DictionaryError, match="holds both layer_N.safetensors"):
+        load_dictionary_set(mixed)
+    resid_mid = folder("resid-mid")
+    (resid_mid / "config.yaml").write_text("feature_input_hook: hook_resid_mid\n")
+    with pytest.raises(DictionaryError, match="feature_input_hook 'hook_resid_mid' has no place"):
+        load_dictionary_set(resid_mid)
+    wrong_kind = folder("wrong-kind")
+    (wrong_kind / "config.yaml").write_text("model_kind: transcoder_set\n")
+    with pytest.raises(DictionaryError, match="model_kind is transcoder_set, but the folder"):
+        load_dictionary(wrong_kind / "W_enc_0.safetensors")
 
 
 @pytest.mark.parametrize("fmt", ["saelens", "sparsify", "circuit_tracer"])

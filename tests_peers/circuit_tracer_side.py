@@ -3,12 +3,15 @@ here writes circuit-tracer files, so there is no ``ours``).
 
 Per-layer transcoders are saved with ``SingleLayerTranscoder.to_safetensors``, a transcoder set
 with ``TranscoderSet.to_safetensors`` (``layer_0 ... layer_2``) beside the ``config.yaml``
-circuit-tracer's own cache writes (``model_kind``, hooks, ``scan``), and a cross-layer
-transcoder with ``CrossLayerTranscoder.to_safetensors`` (which must be refused). circuit-tracer
+circuit-tracer's own cache writes (``model_kind``, hooks, ``scan``), and cross-layer
+transcoders with ``CrossLayerTranscoder.to_safetensors`` (``W_enc_N`` + ``W_dec_N``), their
+outputs those of the CLT circuit-tracer's ``load_clt`` reads back from the folder:
+``encode``, ``decode`` of its features and ``forward``, each ``(n_layers, N, width)`` (one
+that reads ``hook_resid_mid``, circuit-tracer's default, must be refused). circuit-tracer
 saves no TopK ``k``: the ``topk`` case adds ``k`` to ``config.yaml`` (the one key we add by
 hand), the ``topk-without-k`` case does not, and its outputs are then those of circuit-tracer's
-own loader, which reads such a file back as ReLU. Outputs are ``encode(x)`` and
-``decode(features, x)`` (decode plus skip).
+own loader, which reads such a file back as ReLU. Outputs of a per-layer transcoder are
+``encode(x)`` and ``decode(features, x)`` (decode plus skip).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ import torch.nn.functional as F
 import yaml
 from circuit_tracer.transcoder import SingleLayerTranscoder, TranscoderSet
 from circuit_tracer.transcoder.activation_functions import JumpReLU, TopK
-from circuit_tracer.transcoder.cross_layer_transcoder import CrossLayerTranscoder
+from circuit_tracer.transcoder.cross_layer_transcoder import CrossLayerTranscoder, load_clt
 from circuit_tracer.transcoder.single_layer_transcoder import load_relu_transcoder
 from peer_io import D_IN, D_SAE, K, inputs, jitter, main, record
 
 CPU = torch.device("cpu")
+CLT_LAYERS = 3
 SET_CONFIG = {
     "model_kind": "transcoder_set",
     "model_name": "smollm2-135m",
@@ -96,10 +100,41 @@ def own(out: Path) -> None:
     outputs = {k: v for i, m in layers.items() for k, v in outputs_of(m, x, f"mlp.{i}/").items()}
     record(out / "set", architecture="TranscoderSet folder (3 layers)", outputs=outputs, load="set")
 
-    clt = CrossLayerTranscoder(2, D_SAE, D_IN, lazy_decoder=False, device=CPU, dtype=torch.float32)
-    jitter(clt, seed=30).to_safetensors(str(out / "cross-layer" / "files"))
-    record(out / "cross-layer", architecture="cross-layer transcoder", outputs={},
-           expect_error="cross-layer transcoder")  # fmt: skip
+    clts = [  # (case, activation, dtype)
+        ("jumprelu", "jump_relu", torch.float32),
+        ("relu", "relu", torch.float32),
+        ("jumprelu-bf16", "jump_relu", torch.bfloat16),
+    ]
+    for seed, (name, activation, dtype) in enumerate(clts, start=30):
+        cross_layer(out / f"cross-layer-{name}", activation, dtype, seed=seed)
+    clt = CrossLayerTranscoder(CLT_LAYERS, D_SAE, D_IN, lazy_decoder=False, device=CPU,
+                               dtype=torch.float32)  # fmt: skip
+    jitter(clt, seed=40).to_safetensors(str(out / "cross-layer-resid-mid" / "files"))
+    write_config(out / "cross-layer-resid-mid" / "files", model_kind="cross_layer_transcoder",
+                 feature_input_hook="hook_resid_mid", feature_output_hook="hook_mlp_out")  # fmt: skip
+    record(out / "cross-layer-resid-mid", architecture="cross-layer transcoder, hook_resid_mid",
+           outputs={}, expect_error="hook_resid_mid")  # fmt: skip
+
+
+@torch.no_grad()
+def cross_layer(case: Path, activation: str, dtype: torch.dtype, *, seed: int) -> None:
+    """A CLT saved by ``to_safetensors``, read back by ``load_clt``, and its outputs on one
+    fixed input per layer ``(n_layers, N, d_model)``."""
+    clt = CrossLayerTranscoder(CLT_LAYERS, D_SAE, D_IN, activation_function=activation,
+                               lazy_decoder=False, device=CPU, dtype=dtype)  # fmt: skip
+    jitter(clt, seed=seed).to_safetensors(str(case / "files"))
+    write_config(case / "files", model_kind="cross_layer_transcoder")
+    loaded = load_clt(str(case / "files"), feature_input_hook="mlp.hook_in",
+                      feature_output_hook="mlp.hook_out", device=CPU, dtype=dtype,
+                      lazy_decoder=False)  # fmt: skip
+    x = torch.stack([inputs(dtype=dtype, seed=1234 + n) for n in range(CLT_LAYERS)])
+    features = loaded.encode(x)
+    x_hat = loaded.decode(features)
+    if x_hat.shape != x.shape:  # decode sizes its output by the last active position
+        raise SystemExit(f"{case.name}: decode gave {tuple(x_hat.shape)}, not {tuple(x.shape)}")
+    outputs = {"x": x, "features": features, "x_hat": x_hat, "forward": loaded(x)}
+    record(case, architecture=f"cross-layer transcoder {activation} ({CLT_LAYERS} layers)",
+           outputs=outputs, load="cross_layer")  # fmt: skip
 
 
 if __name__ == "__main__":

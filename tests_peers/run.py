@@ -5,10 +5,13 @@ circuit-tracer, each in its own virtual environment (``make test-peers`` builds 
    inside it (all peers at once): the peer writes each of its architectures with its own save
    function, with its own encode/decode outputs on fixed inputs (``peer_io``). A peer whose
    environment pip could not build is reported on one line and skipped.
-2. Load each file with ``load_dictionary`` (a circuit-tracer folder with ``load_dictionary_set``)
-   and compare: ``encode(x)`` against the peer's features, and our decode of the PEER's
-   features (plus the skip term) against the peer's reconstruction, so each column checks one
-   map. Cases the peer has and we do not (cross-layer transcoders) must be refused by name.
+2. Load each file with ``load_dictionary`` (a circuit-tracer folder with ``load_dictionary_set``,
+   a cross-layer transcoder with ``load_cross_layer_transcoder``) and compare: ``encode(x)``
+   against the peer's features, and our decode of the PEER's features (plus the skip term)
+   against the peer's reconstruction, so each column checks one map (for a cross-layer
+   transcoder, every layer at once, and the decode column also holds our ``forward`` against
+   the peer's). Cases the peer has and we do not (a CLT reading ``hook_resid_mid``) must be
+   refused by name.
 3. The way out: before step 1, write our dictionaries in the peer's format with
    ``dictionaries.convert``; the same side script reads them with the peer's own loading code;
    compare again.
@@ -36,9 +39,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sparse_circuits.dictionaries import (
+    CrossLayerTranscoder,
     Dictionary,
     DictionaryError,
     architecture_class,
+    load_cross_layer_transcoder,
     load_dictionary,
 )
 from sparse_circuits.dictionaries.convert import convert
@@ -142,6 +147,21 @@ def compare(dictionary: Dictionary, outputs: dict[str, torch.Tensor], prefix: st
     )
 
 
+def compare_cross_layer(clt: CrossLayerTranscoder, outputs: dict[str, torch.Tensor]):
+    """(max |encode difference|, max |decode or forward difference|, tolerance) over every
+    layer, on the peer's inputs ``(n_layers, N, d_model)``."""
+    dtype = clt.layers[0].dtype
+    x, features = outputs["x"].to(dtype), outputs["features"]
+    with torch.no_grad():
+        encoded, decoded, forward = clt.encode(x), clt.decode(features.to(dtype)), clt(x).x_hat
+    decode = max(max_diff(decoded, outputs["x_hat"]), max_diff(forward, outputs["forward"]))
+    return (
+        max_diff(encoded, features),
+        decode,
+        tolerance(dtype, features, outputs["x_hat"], outputs["forward"]),
+    )
+
+
 def judged(row: Row, encode: float, decode: float, tol: float) -> Row:
     row.encode, row.decode, row.tolerance = encode, decode, tol
     if not (encode <= tol and decode <= tol):
@@ -203,6 +223,12 @@ def check_own(name: str, version: str, folder: Path) -> list[Row]:
             rows.append(refusal(row, path, description["expect_error"]))
             continue
         outputs = load_file(str(case / "outputs.safetensors"))
+        if description["load"] == "cross_layer":
+            clt = load_cross_layer_transcoder(path)
+            row.dtype = str(clt.layers[0].dtype).removeprefix("torch.")
+            row.note = f"{clt.n_layers} layers, decode column: decode and forward"
+            rows.append(judged(row, *compare_cross_layer(clt, outputs)))
+            continue
         members, caught = load_case(path, description["load"])
         row.dtype = str(next(iter(members.values())).dtype).removeprefix("torch.")
         peer_prefixes = {key.rpartition("x_hat")[0] for key in outputs if key.endswith("x_hat")}

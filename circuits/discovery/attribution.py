@@ -15,6 +15,12 @@ For every batch of prompts:
    - ``exact``: patch each node alone (one extra forward row per node, batched, upstream
      skipped) and measure the metric's change; nodes whose clean and patch values agree are
      exactly 0 and not run.
+   ``ig`` and ``exact`` splice one place at a time and move its error by its delta from the
+   run's own error (equal to the clean one, except at a cross-layer transcoder's ``mlp.M``,
+   where a layer spliced alone leaves the earlier layers' writes in its error). A feature of
+   a cross-layer transcoder's layer N writes ``mlp.N`` and every later ``mlp.M``: patching it
+   changes all those writes at once, the model computing the rest (``circuits.model.splice``);
+   spliced alone, the layer still writes the later places.
 3. Aggregate: ``sum`` adds effects over positions, ``none`` keeps them per position; both are
    averaged over examples.
 
@@ -117,13 +123,14 @@ def _ig_place(runner: Runner, batch: PromptBatch, place: str, v: PlaceValues, st
 
     f_rows = path(v.clean_features, v.patch_features)
     e_rows = path(v.clean_error, v.patch_error)
+    e_clean = v.clean_error.repeat(steps, 1, 1)
     run = runner.run(
         batch.clean_ids.repeat(steps, 1),
         batch.tile(steps),
         places=[place],
         grad=True,
         edit_features=lambda _, __: f_rows,
-        edit_error=lambda _, __: e_rows,
+        edit_error=lambda _, error: error + (e_rows - e_clean),
         upstream=[u.repeat(steps, 1, 1) for u in upstream],
     )
     grad_f, grad_e = (g.float() for g in torch.autograd.grad(run.metric.sum(), [f_rows, e_rows]))
@@ -167,13 +174,14 @@ def _exact_place(runner: Runner, batch, place, v: PlaceValues, clean_metric, con
                 e_rows[j, :, at] = v.patch_error[:, at]
             else:
                 f_rows[j, :, at, feature] = v.patch_features[:, at, feature]
-        f_rows, e_rows = f_rows.flatten(0, 1), e_rows.flatten(0, 1)
+        f_rows = f_rows.flatten(0, 1)
+        e_delta = e_rows.flatten(0, 1) - v.clean_error.repeat(G, 1, 1)
         run = runner.run(
             batch.clean_ids.repeat(G, 1),
             batch.tile(G),
             places=[place],
             edit_features=lambda _, __, f=f_rows: f,
-            edit_error=lambda _, __, e=e_rows: e,
+            edit_error=lambda _, error, e=e_delta: error + e,
             upstream=[u.repeat(G, 1, 1) for u in upstream],
         )
         change_GB = (run.metric.view(G, B) - clean_metric).cpu()

@@ -34,7 +34,9 @@ of the earlier leaves, so a gradient between two places follows direct paths onl
      active and nodes active in different examples share a row;
 4. each row's gradient at an earlier place is contracted, per example, with the deltas of that
    place's selected nodes only (the decoder rows of selected features, never a features x
-   features matrix) and split back per node.
+   features matrix) and split back per node. A feature of a cross-layer transcoder's layer
+   writes several places (``config.writes_later``): its direct effect on a later node is the
+   sum over the places it writes before that node, each through its own decoder.
 
 Under bfloat16 the backward passes run in the model's dtype, their seeds for the features
 cast to it; the total gradients, the feature gradients ``dm/df`` and every product with a
@@ -81,14 +83,27 @@ Edges = dict[tuple[NodeKey, NodeKey], float]
 
 
 def _feature_grad(
-    grad_x_BTD: torch.Tensor, dictionary: Dictionary, features: list[int] | None = None
-) -> torch.Tensor:
-    """``dm/df (..., F)`` from ``dm/d(output) (..., D)`` at a place: a spliced place writes
-    ``decode(f) + error`` and the decoder is linear, so this is what autograd computes for the
-    features leaf, here in float32 (a sum over D). ``features`` keeps only those columns."""
-    W_dec_FD = dictionary.W_dec.detach()
-    W_dec_FD = W_dec_FD if features is None else W_dec_FD[features]
-    return grad_x_BTD.float() @ W_dec_FD.float().T
+    grads: Mapping[str, torch.Tensor | None],
+    place: str,
+    dictionary: Dictionary,
+    features: list[int] | None = None,
+) -> torch.Tensor | None:
+    """``dm/df (..., F)`` of the features at ``place`` from ``dm/d(output) (..., D)`` at the
+    places they write (``grads``; a missing or ``None`` entry adds nothing; ``None`` when none
+    has one). A spliced place writes ``decode(f) + error`` and the decoders are linear, so this
+    is what autograd computes for the features leaf: for a layer of a cross-layer transcoder,
+    the sum over every place it writes. Here in float32 (a sum over D); ``features`` keeps only
+    those columns."""
+    total = None
+    for index, written in enumerate([place, *dictionary.config.writes_later]):
+        grad_x = grads.get(written)
+        if grad_x is None:
+            continue
+        W_dec_FD = dictionary.decoder(index).detach()
+        W_dec_FD = W_dec_FD if features is None else W_dec_FD[features]
+        part = grad_x.float() @ W_dec_FD.float().T
+        total = part if total is None else total + part
+    return total
 
 
 def _contract(
@@ -171,24 +186,29 @@ def _metric_edges(p: _Pass) -> None:
     places, held = p.runner.places, p.run.places
     leaves = [held[place].error for place in places]
     grads = torch.autograd.grad(p.run.metric.sum(), leaves, retain_graph=True, allow_unused=True)
-    for place, grad_e in zip(places, grads, strict=True):
+    direct = dict(zip(places, grads, strict=True))
+    for place, grad_e in direct.items():
         if p.known_totals is not None:
             p.total[place] = p.known_totals[place].to(held[place].error.device)
         elif grad_e is None:
             p.total[place] = torch.zeros_like(held[place].error, dtype=torch.float32)
         else:
             p.total[place] = grad_e.float()
-        if grad_e is not None and p.selection.keys(place):
-            grad_f = _feature_grad(grad_e, p.runner.dictionaries[place])
+        grad_f = _feature_grad(direct, place, p.runner.dictionaries[place])
+        if grad_f is not None and p.selection.keys(place):
+            grad_e = torch.zeros_like(p.total[place]) if grad_e is None else grad_e
             f_w, e_w = _contract(grad_f[None], grad_e[None], p.values[place], p.aggregation)
             _add_edges(p.edges, [METRIC_NODE], place, f_w.cpu(), e_w.cpu(), p.selection)
 
 
 def _pass_back(p: _Pass, places: list[str], shares) -> None:
-    """Add a later place's share of the gradient to the earlier places it reaches directly."""
+    """Add a later place's share of the gradient to the earlier places it reaches directly.
+
+    Not in place: autograd may hand two places one gradient tensor (a place's output and an
+    earlier one added into the same residual stream, with nothing spliced between)."""
     for place, share in zip(places, shares, strict=True):
         if share is not None:
-            p.total[place] += share.float()
+            p.total[place] = p.total[place] + share.float()
 
 
 # --- one backward per downstream node: the straightforward twin -----------------------------
@@ -282,22 +302,31 @@ def _place_seeds(
 
 
 def _upstream_products(
-    grad_x_RBTD: torch.Tensor, keys: list[NodeKey], v: PlaceValues, dictionary: Dictionary
+    row_grads: Mapping[str, torch.Tensor | None],
+    place: str,
+    keys: list[NodeKey],
+    v: PlaceValues,
+    dictionary: Dictionary,
 ) -> torch.Tensor:
-    """``(R, B, K)``: each row's gradient at an upstream place, contracted per example with
-    the deltas of the place's ``K`` selected nodes (features through their decoder rows
-    only), in float32."""
+    """``(R, B, K)``: each row's gradient at the outputs of earlier places (``row_grads``,
+    each ``(R, B, T, D)`` or ``None``), contracted per example with the deltas of the ``K``
+    selected nodes of ``place`` (features through their decoder rows into every place they
+    write only, the error through ``place`` itself), in float32."""
     features = sorted({f for _, f, _ in keys if f >= 0})
     column = {f: i for i, f in enumerate(features)}
+    grad_x = row_grads.get(place)
     per_f = per_e = None
     if features:
-        grad_f = _feature_grad(grad_x_RBTD, dictionary, features)  # (R, B, T, K_f)
+        grad_f = _feature_grad(row_grads, place, dictionary, features)  # (R, B, T, K_f)
         per_f = grad_f * v.delta_features[..., features]
-    if any(f < 0 for _, f, _ in keys):
-        per_e = (grad_x_RBTD.float() * v.delta_error).sum(-1)  # (R, B, T)
+    if any(f < 0 for _, f, _ in keys) and grad_x is not None:
+        per_e = (grad_x.float() * v.delta_error).sum(-1)  # (R, B, T)
+    reference = next(g for g in row_grads.values() if g is not None)
+    zeros = torch.zeros(reference.shape[:-1], device=reference.device)  # (R, B, T)
     products = []
     for _, feature, position in keys:
         per_position = per_f[..., column[feature]] if feature >= 0 else per_e  # (R, B, T)
+        per_position = zeros if per_position is None else per_position
         products.append(per_position.sum(-1) if position < 0 else per_position[..., position])
     return torch.stack(products, -1)
 
@@ -342,12 +371,14 @@ def _batched_place(
         )  # fmt: skip
         if start == 0 and share_rows:
             _pass_back(p, before, [None if g is None else g[0] for g in row_grads])
-        for up_place, grad_x in zip(before, row_grads, strict=True):
-            if grad_x is None or up_place not in weights:
-                continue  # no direct path, or no selected node there
+        by_place = dict(zip(before, row_grads, strict=True))
+        for up_place in weights:
             dictionary = p.runner.dictionaries[up_place]
+            written = [up_place, *dictionary.config.writes_later]
+            if all(by_place.get(w) is None for w in written):
+                continue  # no direct path from any place this one's nodes write
             products_RBK = _upstream_products(
-                grad_x, upstream[up_place], p.values[up_place], dictionary
+                by_place, up_place, upstream[up_place], p.values[up_place], dictionary
             )
             # split the rows back per node: node j collects its rows' products in its examples
             weights[up_place].index_add_(0, pairs[0], products_RBK[pairs[2], pairs[1]])
@@ -404,7 +435,7 @@ def edge_effects(
                 continue  # no edge into this place, and no selected node needs its gradient
             # the seeds of the backward passes, in the dtypes of the features and the error
             held = run.places[place]
-            grad_f = _feature_grad(p.total[place], runner.dictionaries[place])
+            grad_f = _feature_grad(p.total, place, runner.dictionaries[place])
             grads = (grad_f.to(held.features.dtype), p.total[place].to(held.error.dtype))
             nodes = selection.keys(place)
             if batched:

@@ -9,6 +9,13 @@ Meaning of the graph (the one place it is defined):
   and the metric), ``is_error`` (bool), ``position`` (int, -1 when summed over positions),
   ``effect`` (mean effect on the metric of patching the node, clean to patch), ``activation``
   (mean clean activation), ``label`` (text; top activating contexts when labelled).
+- **Cross-layer transcoders** (``dictionaries.cross_layer``): the features of layer N are the
+  nodes ``mlp.N/<feature>`` (``layer`` N: they read ``mlp_in.N``) although they write
+  ``mlp.N`` and every later ``mlp.M``; ``mlp.M/err`` is the one error of ``mlp.M``, what all
+  the layers N <= M together do not reconstruct. A feature's ``effect`` is that of changing
+  its writes into every one of those places at once; an edge from it collects its direct
+  paths from all of them. Edges into ``mlp.M/err`` treat it as the MLP's output minus the
+  CLT's reconstruction, both computed from the MLP inputs at M and before.
 - **Edges** point downstream, source to target (upstream node -> downstream node, or ->
   ``metric``), with attribute ``weight``: the effect of the source on the metric through the
   target along direct paths (``circuits.edges``).

@@ -126,6 +126,7 @@ def downstream_metrics(
     - ``kl``: mean ``KL(clean next-token distribution || spliced one)``;
     - ``n_predictions``: how many predictions were scored.
     """
+    dictionary.config.require_one_place("evaluating one dictionary")
     place = dictionary.config.replaces(place)
     check_dictionaries(adapter, {place: dictionary})
     _check_contexts(contexts_NT, exclude_first)
@@ -202,6 +203,7 @@ def evaluate_dictionary(
     ``ce_loss_recovered``, ``kl``, ``n_predictions``; plus ``feature_density``, a ``(d_sae,)``
     tensor, which callers storing the metrics (e.g. in ``config.metrics``) should pop.
     """
+    dictionary.config.require_one_place("evaluating one dictionary")
     write = dictionary.config.replaces(place)
     read = dictionary.config.place if dictionary.config.is_transcoder else write
     check_dictionaries(adapter, {write: dictionary})

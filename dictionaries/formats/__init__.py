@@ -8,6 +8,7 @@
 | Gemma Scope         | ``params.npz``                                | ``gemma_scope``       |
 | sparsify            | ``cfg.json`` + ``sae.safetensors``            | ``sparsify``          |
 | circuit-tracer      | ``layer_N.safetensors`` (a file, or a folder holding one) | ``circuit_tracer`` |
+| circuit-tracer CLT  | ``W_enc_N.safetensors`` + ``W_dec_N.safetensors`` (one layer) | ``circuit_tracer`` |
 
 Each reader module defines ``detect(path) -> bool`` and ``read(path) -> Dictionary`` and folds
 the source's conventions (transposes, input scaling, thresholds) into the native parameters.
@@ -61,7 +62,7 @@ def detect_format(path: str | Path) -> str:
         f"{path}: not a dictionary in any known format. Expected config.json + weights.safetensors "
         "(native), ae.pt + config.json (dictionary_learning), cfg.json + sae_weights.safetensors "
         "(SAELens), params.npz (Gemma Scope), cfg.json + sae.safetensors (sparsify) or "
-        "layer_N.safetensors (circuit-tracer)"
+        "layer_N.safetensors or W_enc_N.safetensors + W_dec_N.safetensors (circuit-tracer)"
     )
 
 
