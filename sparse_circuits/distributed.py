@@ -38,5 +38,8 @@ def init_distributed(device: str) -> tuple[int, int]:
 
 
 def _leave_group() -> None:
+    """Every rank waits for the others before the group goes: a rank that tears its gloo
+    connections down while a peer is still using them makes that peer abort."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
