@@ -55,6 +55,7 @@ __all__ = [
     "ablated",
     "accuracy",
     "check_sae_at",
+    "class_mean_difference",
     "latent_effects",
     "mean_difference_ranking",
     "pool_split",
@@ -157,8 +158,7 @@ def latent_effects(
     """``(d_sae,)``: each latent's attribution to ``probe``, ``(mean f over the task's class 1
     - over class 0) * (W_dec[f] . probe weight)``; with ``positive_class_only`` (TPP) the
     mean difference is clamped at zero first, else (SCR) the product's magnitude is taken."""
-    y_N = split.labels[task].bool()
-    difference_F = split.f_NF[y_N].mean(0) - split.f_NF[~y_N].mean(0)
+    difference_F = class_mean_difference(split.f_NF, split.labels[task])
     if positive_class_only:
         difference_F = difference_F.clamp_min(0)
     effect_F = difference_F * (W_dec_FD.float() @ probe.weight)
@@ -174,10 +174,15 @@ def top_latents(effects_F: torch.Tensor, n: int) -> torch.Tensor:
     return ranked_F.topk(min(n, int(with_effect_F.sum()))).indices
 
 
+def class_mean_difference(X_NF: torch.Tensor, y_N: torch.Tensor) -> torch.Tensor:
+    """``(F,)``: the mean of each column over the rows with ``y = 1`` minus over ``y = 0``."""
+    y_N = y_N.bool()
+    return X_NF[y_N].mean(0) - X_NF[~y_N].mean(0)
+
+
 def mean_difference_ranking(X_NF: torch.Tensor, y_N: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` columns with the largest ``|mean over y = 1 - mean over y = 0|``."""
-    y_N = y_N.bool()
-    gap_F = (X_NF[y_N].mean(0) - X_NF[~y_N].mean(0)).abs()
+    gap_F = class_mean_difference(X_NF, y_N).abs()
     return gap_F.topk(min(k, len(gap_F))).indices
 
 
