@@ -3,7 +3,9 @@ in this project, SAELens, sparsify and dictionary_learning, side by side.
 
 1. Start one worker per library (``benchmarks/peer_steps.py``, which states each library's
    step, optimiser and AuxK setting), each in its own environment: ours in ``.venv``, the peers
-   in the ``.venv-peers/<peer>`` that ``make test-peers`` builds (a missing one is skipped).
+   in the ``.venv-peers/<peer>`` that ``make test-peers`` builds (a missing one is skipped),
+   and ours once more with glibc's malloc defaults (``sparse_circuits.memory``), as the peers
+   run.
 2. For each precision (float32, and bfloat16), for each round, ask every worker in turn for
    ``--steps`` timed steps, so a slow spell of a shared machine falls on every library alike.
 3. Print tokens/s (batch / step seconds) as min / median / max over every timed step, and the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,20 +35,29 @@ ENVIRONMENTS = {  # library -> its environment's python
     "eai-sparsify": ROOT / ".venv-peers" / "sparsify" / "bin" / "python",
     "dictionary-learning": ROOT / ".venv-peers" / "dictionary_learning" / "bin" / "python",
 }
+GLIBC_DEFAULTS = "ours, glibc's malloc defaults"
+"""Our step again with ``SPARSE_CIRCUITS_KEEP_FREED_MEMORY=0`` (``sparse_circuits.memory``):
+freed large blocks returned to the kernel, as in the peers' processes."""
 
 
 def start_workers() -> dict[str, subprocess.Popen]:
     workers = {}
-    for library, python in ENVIRONMENTS.items():
+    runs = [(library, library, None) for library in ENVIRONMENTS]
+    runs.insert(
+        1, (GLIBC_DEFAULTS, "ours", {**os.environ, "SPARSE_CIRCUITS_KEEP_FREED_MEMORY": "0"})
+    )
+    for name, library, env in runs:
+        python = ENVIRONMENTS[library]
         if not python.is_file():
             print(f"{library}: no environment at {python.parent.parent} (make test-peers); skipped")
             continue
-        workers[library] = subprocess.Popen(
+        workers[name] = subprocess.Popen(
             [str(python), str(WORKER), library],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
+            env=env,
         )
     return workers
 

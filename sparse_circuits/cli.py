@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sparse_circuits.errors import CircuitWarning, ConfigError
+from sparse_circuits.memory import keep_freed_memory
 from sparse_circuits.precision import PRECISIONS
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -1069,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[:1]).parse_args(argv)  # argv[0] names the command
     quiet_transformers()
+    keep_freed_memory()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warning

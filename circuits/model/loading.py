@@ -31,6 +31,7 @@ import torch
 
 from sparse_circuits.circuits.model.adapters import ModelAdapter, spec_for
 from sparse_circuits.circuits.model.mixed_precision import to_precision
+from sparse_circuits.memory import keep_freed_memory
 from sparse_circuits.precision import Precision, announce_precision, resolve_precision
 
 __all__ = [
@@ -184,6 +185,7 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    keep_freed_memory()
     if dtype is None:
         resolved = resolve_precision(precision, device)
         announce_precision(resolved)

@@ -73,6 +73,10 @@ def all_reduce_(tensor: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     return tensor
 
 
+PROJECTION_ROWS = 256
+"""Decoder rows per block in the gradient's unit-norm projection."""
+
+
 class Objective(ABC):
     unit_norm_decoder: bool = True
     """Keep decoder rows unit-norm: remove the gradient's component along each row before the
@@ -130,9 +134,14 @@ class Objective(ABC):
     def before_optimizer_step(self) -> None:
         if self.unit_norm_decoder and self.dictionary.W_dec.grad is not None:
             W_dec_FD = self.dictionary.W_dec
-            with torch.no_grad():  # in place, no (d_sae, d_out) temporary: 2x faster on a CPU
-                parallel_F = torch.linalg.vecdot(W_dec_FD.grad, W_dec_FD)
-                W_dec_FD.grad.addcmul_(parallel_F[:, None], W_dec_FD, value=-1)
+            # in place, by blocks of rows: the dot products' (rows, d_out) temporary stays in
+            # cache and each row is read once for both passes
+            with torch.no_grad():
+                for start in range(0, len(W_dec_FD), PROJECTION_ROWS):
+                    rows_RD = W_dec_FD[start : start + PROJECTION_ROWS]
+                    grad_RD = W_dec_FD.grad[start : start + PROJECTION_ROWS]
+                    parallel_R = torch.linalg.vecdot(grad_RD, rows_RD)
+                    grad_RD.addcmul_(parallel_R[:, None], rows_RD, value=-1)
 
     def after_optimizer_step(self) -> None:
         if self.unit_norm_decoder:
@@ -169,4 +178,4 @@ class Objective(ABC):
 def squared_error(y: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
     """Mean over tokens of the summed squared error, ``(N, d) -> ()``, in ``y``'s dtype (the
     float32 data under mixed precision)."""
-    return (y - y_hat.to(y.dtype)).pow(2).sum(-1).mean()
+    return (y - y_hat.to(y.dtype)).square().sum(-1).mean()

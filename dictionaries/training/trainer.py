@@ -35,6 +35,7 @@ from sparse_circuits.dictionaries.training.objective import OBJECTIVES, Objectiv
 from sparse_circuits.dictionaries.training.sources import ActivationSource
 from sparse_circuits.distributed import rank_and_world
 from sparse_circuits.files import atomic_path
+from sparse_circuits.memory import keep_freed_memory
 from sparse_circuits.precision import announce_precision, resolve_precision
 
 __all__ = [
@@ -179,6 +180,7 @@ class DictionaryTrainer:
         overwrite: bool = False,
         device: str | torch.device | None = None,
     ) -> None:
+        keep_freed_memory()
         self.rank, self.world = rank_and_world()
         if config.batch_size % self.world:
             raise TrainConfigError(
