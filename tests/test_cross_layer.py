@@ -298,8 +298,11 @@ def test_batched_edges_equal_one_backward_per_node(setup, aggregation):
         model, adapter, dictionaries, [batch], selection, batched=False, **options
     )
     assert batched and looped.keys() == batched.keys()
+    # the same float32 sums in another order: each weight within 8 float32 roundings of the
+    # largest (about 43; seen with MKL on an AMD CPU: 5e-6 on a weight of 0.2)
+    largest = max(abs(weight) for weight in batched.values())
     for key, weight in batched.items():
-        assert looped[key] == pytest.approx(weight, abs=1e-6, rel=1e-5), key
+        assert looped[key] == pytest.approx(weight, abs=1e-6 * largest, rel=1e-5), key
 
 
 def test_edge_pass_rebuilds_the_total_gradient(setup, reference, edge_passes):

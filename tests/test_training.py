@@ -180,10 +180,13 @@ def assert_same_gradients(loss, hand_loss, params):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_topk_loss_with_auxk_matches_a_hand_computation():
+@pytest.mark.parametrize("dense_from", [0.0, 2.0], ids=["dense_auxk", "sparse_auxk"])
+def test_topk_loss_with_auxk_matches_a_hand_computation(monkeypatch, dense_from):
     """MSE over the k largest pre-activations, plus alpha * Var(y) * the normalised MSE of the
-    residual's reconstruction from the auxk_k most active dead latents."""
-    from sparse_circuits.dictionaries.training import OBJECTIVES
+    residual's reconstruction from the auxk_k most active dead latents (decoded either way)."""
+    from sparse_circuits.dictionaries.training import OBJECTIVES, topk
+
+    monkeypatch.setattr(topk, "AUXK_DENSE_FROM", dense_from)
 
     dictionary = random_dictionary("topk", 8, 16, k=3)
     config = TrainConfig(arch="topk", d_sae=16, k=3, steps=10, auxk_alpha=0.5, auxk_k=2)

@@ -14,7 +14,10 @@ Costs per step, for ``N`` tokens, ``d_in = d_out = D`` and ``d_sae = F``:
 
 - encoder forward: the dense ``N x D x F`` product and the top-k selection, on the CPU by
   slices of 512 tokens whose pre-activations are selected while in cache (``_product_topk``;
-  a block-wise selection, see ``row_topk``, that reads them about once);
+  a block-wise selection, see ``row_topk``, that reads them about once); in a lower compute
+  dtype than the weights' the bias is folded into the product (``_affine``); asked for
+  ``columns`` (AuxK's dead latents), their ``N x G`` pre-activations are copied out of the same
+  slices, and their gradient costs one dense ``D x N x G`` product in the backward;
 - encoder backward: ``dW_enc = x_c^T @ G`` with ``G`` the ``(N, F)`` gradient of the
   pre-activations, which has only ``N * k`` non-zeros: ``O(N k D)``, plus ``O(F D)`` to write
   the dense ``dW_enc``; ``db_enc`` and ``db_dec = -W_enc @ db_enc`` are ``O(N k + F D)``;
@@ -340,29 +343,37 @@ def _affine(b_F: torch.Tensor, x_ND: torch.Tensor, W_DF: torch.Tensor, dtype: to
     return _Affine(x1_ND, W1_DF, None)
 
 
-def _product_topk(pre: _Affine, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``row_topk`` of the pre-activations, ``(N, k)`` values and indices; on the CPU by
-    slices of ``_TOPK_ROWS`` tokens.
+def _product_topk(
+    pre: _Affine, k: int, columns_G: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``row_topk`` of the pre-activations, ``(N, k)`` values and indices, and the
+    pre-activations of the latents ``columns_G`` (``(N, G)``, or ``None`` without them); on
+    the CPU by slices of ``_TOPK_ROWS`` tokens.
 
-    Each slice's pre-activations are selected while they are still in cache, and one
-    slice-sized buffer serves every slice: a fresh ``(N, F)`` product, the step's largest
-    temporary, would come from the system and page-fault in at every step. Measured on 1 core
-    of a loaded machine at N 4096, D 576, F 16384: 2.04 s in bfloat16 against 2.36 s for the
-    whole product then ``row_topk``, and 2.03 s for the bare product ``x @ W``; float32 4.66
-    against 5.33 s. GPUs take the product whole.
+    Each slice's pre-activations are selected (and their columns copied) while they are still
+    in cache, and one slice-sized buffer serves every slice: a fresh ``(N, F)`` product, the
+    step's largest temporary, would come from the system and page-fault in at every step.
+    Measured on 1 core of a loaded machine at N 4096, D 576, F 16384: 2.04 s in bfloat16
+    against 2.36 s for the whole product then ``row_topk``, and 2.03 s for the bare product
+    ``x @ W``; float32 4.66 against 5.33 s. GPUs take the product whole.
     """
     n = pre.x_ND.shape[0]
     rows = _TOPK_ROWS if pre.x_ND.device.type == "cpu" else n
     if n <= rows:
-        return row_topk(pre.rows(), k)
+        pre_NF = pre.rows()
+        columns_NG = None if columns_G is None else pre_NF.index_select(1, columns_G)
+        return *row_topk(pre_NF, k), columns_NG
     values_NK = pre.x_ND.new_empty(n, k)
     indices_NK = torch.empty(n, k, dtype=torch.int64, device=pre.x_ND.device)
+    columns_NG = None if columns_G is None else pre.x_ND.new_empty(n, len(columns_G))
     buffer_RF = pre.x_ND.new_empty(rows, pre.W_DF.shape[1])
     for start in range(0, n, rows):
         part = slice(start, start + rows)
         pre_RF = pre.rows(part, out=buffer_RF[: min(rows, n - start)])
         values_NK[part], indices_NK[part] = row_topk(pre_RF, k)
-    return values_NK, indices_NK
+        if columns_G is not None:
+            torch.index_select(pre_RF, 1, columns_G, out=columns_NG[part])
+    return values_NK, indices_NK, columns_NG
 
 
 def _global_batch_topk(pre_NF: torch.Tensor, n_keep: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -413,44 +424,58 @@ def _batch_select(pre_NF: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
 
 
 class _SparseEncode(torch.autograd.Function):
-    """Encoder with a top-k rule; the backward touches only the kept (token, latent) pairs."""
+    """Encoder with a top-k rule; the backward touches only the kept (token, latent) pairs,
+    and the whole columns of the latents ``columns`` when their pre-activations are asked for
+    too (AuxK's dead latents: ``TopKObjective.auxk_loss``)."""
 
     @staticmethod
-    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
+    def forward(ctx, x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype, columns_G):
         x_c_ND = x_ND if b_dec_D is None else x_ND - b_dec_D
         # in compute_dtype: e.g. bfloat16 on float32 master weights
         pre = _affine(b_enc_F, x_c_ND, W_enc_DF, compute_dtype)
         if batch:
-            values_NK, indices_NK = _batch_select(pre.rows(), k)
+            pre_NF = pre.rows()
+            values_NK, indices_NK = _batch_select(pre_NF, k)
+            columns_NG = None if columns_G is None else pre_NF.index_select(1, columns_G)
+            del pre_NF
         else:
-            values_NK, indices_NK = _product_topk(pre, k)
+            values_NK, indices_NK, columns_NG = _product_topk(pre, k, columns_G)
         del pre
         values_NK = values_NK.to(W_enc_DF.dtype).clamp_min_(0)
+        if columns_NG is None:  # an output all the same; autograd passes no gradient for it
+            columns_NG = values_NK.new_empty(len(x_ND), 0)
         ctx.mark_non_differentiable(indices_NK)
-        ctx.save_for_backward(x_c_ND, W_enc_DF, values_NK, indices_NK)
-        ctx.n_latents = W_enc_DF.shape[1]
-        return values_NK, indices_NK
+        ctx.save_for_backward(x_c_ND, W_enc_DF, values_NK, indices_NK, columns_G)
+        ctx.n_latents, ctx.compute_dtype = W_enc_DF.shape[1], compute_dtype
+        return values_NK, indices_NK, columns_NG.to(W_enc_DF.dtype)
 
     @staticmethod
-    def backward(ctx, grad_values_NK, _grad_indices):
-        x_c_ND, W_enc_DF, values_NK, indices_NK = ctx.saved_tensors
-        _, need_W_enc, need_b_enc, need_b_dec, _, _, _ = ctx.needs_input_grad
+    def backward(ctx, grad_values_NK, _grad_indices, grad_columns_NG):
+        x_c_ND, W_enc_DF, values_NK, indices_NK, columns_G = ctx.saved_tensors
+        _, need_W_enc, need_b_enc, need_b_dec, _, _, _, _ = ctx.needs_input_grad
         # d pre at the kept pairs; ReLU passes gradient where the value is positive only.
         grad_NK = grad_values_NK * (values_NK > 0)
+        with_columns = columns_G is not None and grad_columns_NG is not None
         grad_W_enc = grad_b_enc = grad_b_dec = None
         if need_W_enc:
             grad_W_enc = scatter_outer(indices_NK, grad_NK, x_c_ND, ctx.n_latents, transposed=True)
+            if with_columns:  # dense columns: x_c^T @ G, one product in the compute dtype
+                dtype = ctx.compute_dtype
+                columns_DG = x_c_ND.t().to(dtype) @ grad_columns_NG.to(dtype)
+                grad_W_enc.index_add_(1, columns_G, columns_DG.to(grad_W_enc.dtype))
         if need_b_enc or need_b_dec:
             sum_F = torch.zeros(
                 ctx.n_latents, dtype=_accumulator_dtype(grad_NK.dtype), device=grad_NK.device
             )
             sum_F.index_add_(0, indices_NK.reshape(-1), grad_NK.reshape(-1).to(sum_F.dtype))
+            if with_columns:
+                sum_F.index_add_(0, columns_G, grad_columns_NG.sum(0).to(sum_F.dtype))
             sum_F = sum_F.to(grad_NK.dtype)
             if need_b_enc:
                 grad_b_enc = sum_F
             if need_b_dec:  # pre = (x - b_dec) @ W_enc + ...: d b_dec = -W_enc @ sum_n G[n]
                 grad_b_dec = -torch.mv(W_enc_DF, sum_F)
-        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None, None
+        return None, grad_W_enc, grad_b_enc, grad_b_dec, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -486,7 +511,7 @@ class _SparseDecode(torch.autograd.Function):
         return grad_values, None, grad_W_dec, grad_b_dec
 
 
-def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
+def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype, columns):
     if torch.is_grad_enabled() and x.requires_grad:
         raise ValueError(
             "the sparse encoders give no gradient for x; pass x.detach() "
@@ -501,10 +526,11 @@ def _encode(x, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype):
         raise ValueError(f"compute_dtype must be a floating-point dtype, got {compute_dtype}")
     lead = x.shape[:-1]
     x_ND = x.reshape(-1, d_in).to(W_enc_DF.dtype)
-    values, indices = _SparseEncode.apply(
-        x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype or W_enc_DF.dtype
+    values, indices, columns_NG = _SparseEncode.apply(
+        x_ND, W_enc_DF, b_enc_F, b_dec_D, k, batch, compute_dtype or W_enc_DF.dtype, columns
     )
-    return values.view(*lead, -1), indices.view(*lead, -1)
+    codes = values.view(*lead, -1), indices.view(*lead, -1)
+    return codes if columns is None else (*codes, columns_NG.view(*lead, -1))
 
 
 def topk_encode(
@@ -515,7 +541,8 @@ def topk_encode(
     k: int,
     *,
     compute_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    columns: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
     """TopK codes of ``x_ND`` (``(..., d_in)``): ``values (..., k)``, ``indices (..., k)``.
 
     ``pre = (x - b_dec) @ W_enc + b_enc`` (``b_dec=None``: no centering); each token keeps its
@@ -528,8 +555,13 @@ def topk_encode(
     product only (its sums accumulate in float32 inside the kernel). ``x`` is cast to ``W_enc``'s
     dtype; ``values`` come back in it and every gradient in its parameter's dtype, computed
     from the kept pairs by the float32 kernels.
+
+    ``columns`` (``(G,)`` int64 latent indices) asks for those latents' whole pre-activations
+    as well, before any selection or ReLU: a third output ``(..., G)``, differentiable (its
+    gradient reaches ``W_enc``'s columns through one dense product). AuxK takes its dead
+    latents' scores so from the product every latent needs anyway.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, False, compute_dtype)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, False, compute_dtype, columns)
 
 
 def batch_topk_encode(
@@ -540,7 +572,8 @@ def batch_topk_encode(
     k: int,
     *,
     compute_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    columns: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
     """BatchTopK codes: the ``k * n_tokens`` largest pre-activations of the whole batch.
 
     Same arithmetic as ``topk_encode``, but a token keeps however many of the batch's
@@ -550,9 +583,9 @@ def batch_topk_encode(
     0, which ``sparse_decode`` and every gradient treat as absent (the dense code is
     ``zeros(d_sae).scatter_add(-1, indices, values)``: ``scatter`` could let a padding 0
     overwrite a kept latent 0). Finding ``k_max`` reads one number back from the device.
-    ``compute_dtype`` as in ``topk_encode``.
+    ``compute_dtype`` and ``columns`` as in ``topk_encode``.
     """
-    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, True, compute_dtype)
+    return _encode(x_ND, W_enc_DF, b_enc_F, b_dec_D, k, True, compute_dtype, columns)
 
 
 def sparse_decode(
