@@ -75,12 +75,13 @@ def ask(worker: subprocess.Popen, dtype: str, steps: int) -> list[float]:
 def report(dtype: str, seconds: dict[str, list[float]]) -> None:
     print(f"\n{dtype}: tokens/s per step (min / median / max), ratio ours / peer (medians)")
     medians = {lib: BATCH / statistics.median(s) for lib, s in seconds.items()}
+    width = max(map(len, seconds))
     for library, times in seconds.items():
         rates = sorted(BATCH / t for t in times)
         ratio = ""
         if library != "ours" and "ours" in medians:
             ratio = f"   ours / {library} = {medians['ours'] / medians[library]:.2f}"
-        print(f"  {library:20s} {rates[0]:9.0f} {medians[library]:9.0f} {rates[-1]:9.0f}{ratio}")
+        print(f"  {library:{width}s} {rates[0]:9.0f} {medians[library]:9.0f} {rates[-1]:9.0f}{ratio}")
 
 
 def main() -> int:
