@@ -3,8 +3,8 @@ starts in that library's environment (``python benchmarks/peer_steps.py LIBRARY`
 
 It reads commands from stdin, one a line, ``DTYPE STEPS`` (``float32 3``), and answers each with
 one JSON line ``{"seconds": [...]}``: the wall time of each of STEPS steps on the same fixed
-batch. The first command for a dtype builds that dtype's SAE and optimiser and runs one untimed
-warm-up step. Each library's step is its own trainer's step, with its defaults:
+batch. The first command for a dtype builds that dtype's SAE and optimiser and runs
+``WARMUP_STEPS`` untimed steps. Each library's step is its own trainer's step, with its defaults:
 
 | library             | step                                               | optimiser (default)               | AuxK (default)        |
 |---------------------|----------------------------------------------------|-----------------------------------|-----------------------|
@@ -32,6 +32,9 @@ import torch
 
 D_IN, D_SAE, K, BATCH = 576, 16384, 32, 4096
 DEAD = D_SAE // 10
+WARMUP_STEPS = 3
+"""Untimed steps before the first timed one, for every library: the allocator's heap takes a
+few steps to grow to a step's peak (``sparse_circuits.memory``)."""
 
 
 def batch(dtype: torch.dtype) -> torch.Tensor:
@@ -157,7 +160,8 @@ def serve(library: str) -> None:
         dtype = getattr(torch, dtype_name)
         if dtype not in steps:
             steps[dtype] = LIBRARIES[library](dtype)
-            steps[dtype]()  # warm-up
+            for _ in range(WARMUP_STEPS):
+                steps[dtype]()
         seconds = []
         for _ in range(int(count)):
             started = time.perf_counter()

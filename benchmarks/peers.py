@@ -81,7 +81,9 @@ def report(dtype: str, seconds: dict[str, list[float]]) -> None:
         ratio = ""
         if library != "ours" and "ours" in medians:
             ratio = f"   ours / {library} = {medians['ours'] / medians[library]:.2f}"
-        print(f"  {library:{width}s} {rates[0]:9.0f} {medians[library]:9.0f} {rates[-1]:9.0f}{ratio}")
+        print(
+            f"  {library:{width}s} {rates[0]:9.0f} {medians[library]:9.0f} {rates[-1]:9.0f}{ratio}"
+        )
 
 
 def main() -> int:
