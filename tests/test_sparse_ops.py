@@ -86,26 +86,30 @@ def test_encode_forward_and_gradients_match_dense(monkeypatch, batch, center, bl
         assert_close(sparse_grads[name], dense_grads[name], msg=name)
 
 
+@pytest.mark.parametrize("center", [True, False], ids=["centered", "uncentered"])
 @pytest.mark.parametrize("rows", [512, 3], ids=["one_slice", "slices"])
 @pytest.mark.parametrize("batch", [False, True], ids=["topk", "batchtopk"])
-def test_columns_are_the_whole_pre_activations_with_their_gradients(monkeypatch, batch, rows):
+def test_columns_are_the_whole_pre_activations_with_their_gradients(
+    monkeypatch, batch, rows, center
+):
     """``columns``: the chosen latents' pre-activations (no selection, no ReLU), with gradients
     joining the kept pairs' in the encoder's backward; also by slices of tokens."""
     monkeypatch.setattr(sparse_ops, "_TOPK_ROWS", rows)
     x_ND, p = weights()
     columns = torch.tensor([3, 17, 18, 39])
     encode = batch_topk_encode if batch else topk_encode
-    values, indices, pre_NG = encode(x_ND, p["W_enc"], p["b_enc"], p["b_dec"], K, columns=columns)
-    dense_pre_NF = (x_ND - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
+    b_dec = p["b_dec"] if center else None
+    values, indices, pre_NG = encode(x_ND, p["W_enc"], p["b_enc"], b_dec, K, columns=columns)
+    dense_pre_NF = (x_ND - p["b_dec"] if center else x_ND) @ p["W_enc"] + p["b_enc"]
     assert_close(pre_NG, dense_pre_NF[:, columns])
     sparse_NF = densify(values, indices)
-    assert_close(sparse_NF, dense_codes(x_ND, p, K, center=True, batch=batch))
+    dense_NF = dense_codes(x_ND, p, K, center=center, batch=batch)
+    assert_close(sparse_NF, dense_NF)
 
     generator = torch.Generator().manual_seed(2)
     target_NF, target_NG = torch.randn(N, D_SAE, generator=generator), torch.randn(N, 4)
-    leaves = {name: p[name] for name in ("W_enc", "b_enc", "b_dec")}
+    leaves = {name: p[name] for name in ("W_enc", "b_enc", "b_dec")[: 3 if center else 2]}
     sparse_loss = loss_of(sparse_NF, target_NF) + loss_of(pre_NG, target_NG)
-    dense_NF = dense_codes(x_ND, p, K, center=True, batch=batch)
     dense_loss = loss_of(dense_NF, target_NF) + loss_of(dense_pre_NF[:, columns], target_NG)
     sparse_grads, dense_grads = grads(sparse_loss, leaves), grads(dense_loss, leaves)
     for name in leaves:

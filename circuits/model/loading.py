@@ -182,6 +182,8 @@ def load_model(
     then wins over ``precision``: it is how callers from before the precision setting asked
     for bfloat16. ``device_map`` (e.g.
     ``"auto"``) spreads a large model over devices with accelerate and overrides ``device``.
+    It also makes glibc keep freed large blocks for the rest of the process
+    (``sparse_circuits.memory``; ``SPARSE_CIRCUITS_KEEP_FREED_MEMORY=0`` leaves it alone).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

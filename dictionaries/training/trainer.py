@@ -163,7 +163,8 @@ class DictionaryTrainer:
     transcoder (``skip`` adds its linear skip connection). With ``out_dir`` the run checkpoints
     there and the final dictionary is saved there; ``resume`` continues from its checkpoint.
     ``device`` is where the dictionary trains (default: this rank's GPU under NCCL, else the
-    CPU); the source's rows are moved there.
+    CPU); the source's rows are moved there. Building one makes glibc keep freed large blocks
+    for the rest of the process (``sparse_circuits.memory``).
     """
 
     def __init__(
