@@ -26,6 +26,8 @@ from pathlib import Path
 
 from arguments import positive
 
+from sparse_circuits.memory import OPT_OUT
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "benchmarks" / "peer_steps.py"
 BATCH = 4096
@@ -43,9 +45,7 @@ freed large blocks returned to the kernel, as in the peers' processes."""
 def start_workers() -> dict[str, subprocess.Popen]:
     workers = {}
     runs = [(library, library, None) for library in ENVIRONMENTS]
-    runs.insert(
-        1, (GLIBC_DEFAULTS, "ours", {**os.environ, "SPARSE_CIRCUITS_KEEP_FREED_MEMORY": "0"})
-    )
+    runs.insert(1, (GLIBC_DEFAULTS, "ours", {**os.environ, OPT_OUT: "0"}))
     for name, library, env in runs:
         python = ENVIRONMENTS[library]
         if not python.is_file():
